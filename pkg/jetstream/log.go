@@ -1,0 +1,311 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names of what the log owns in NATS.
+const (
+	StreamName    = "CHAT"
+	RoomPrefix    = "chat.room."   // stored events: chat.room.<room>
+	LivePrefix    = "chat.live."   // republished events: chat.live.<room>
+	TypingPrefix  = "chat.typing." // ephemeral, core NATS only
+	DirectoryName = "CHAT_ROOMS"
+)
+
+// Config sizes the stream. Zero values keep every event.
+type Config struct {
+	Replicas   int           // 1 embedded, 3 in a cluster
+	Duplicates time.Duration // dedup window for Nats-Msg-Id; default 10m
+	MaxAge     time.Duration
+	MaxBytes   int64
+}
+
+// Log is the event log and room directory on one NATS connection.
+type Log struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	kv     jetstream.KeyValue
+}
+
+// Open creates or updates the CHAT stream and the room directory, idempotently.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Duplicates == 0 {
+		cfg.Duplicates = 10 * time.Minute
+	}
+	sc := jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "jetchat event log: one subject per room",
+		Subjects:    []string{RoomPrefix + "*"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  cfg.Duplicates,
+		MaxAge:      cfg.MaxAge,
+		MaxBytes:    orUnlimited(cfg.MaxBytes),
+		MaxMsgs:     -1,
+		AllowDirect: true,
+		RePublish: &jetstream.RePublish{
+			Source:      RoomPrefix + ">",
+			Destination: LivePrefix + ">",
+		},
+	}
+	stream, err := js.CreateOrUpdateStream(ctx, sc)
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", StreamName, err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      DirectoryName,
+		Description: "jetchat room directory (derived from the CHAT stream)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", DirectoryName, err)
+	}
+	return &Log{nc: nc, js: js, stream: stream, kv: kv}, nil
+}
+
+func orUnlimited(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// Subject returns the subject a room's events are stored on. The room id must
+// have been validated; Subject panics otherwise, as a caller bug.
+func Subject(room string) string {
+	if err := chat.ValidateRoomID(room); err != nil {
+		panic("jetstream: unvalidated room id reached a subject")
+	}
+	return RoomPrefix + room
+}
+
+// Append stores ev and returns its position. The event's (room, author, id)
+// is its idempotency key (Nats-Msg-Id): dup reports that it was stored before
+// within the dedup window, and seq is then the original's. With expectNew the
+// append succeeds only on a room without events (room creation), else
+// chat.ErrRoomExists.
+func (l *Log) Append(ctx context.Context, ev chat.Event, expectNew bool) (seq uint64, dup bool, err error) {
+	if err := chat.ValidateRoomID(ev.Room); err != nil {
+		return 0, false, err
+	}
+	body, err := ev.MarshalBody()
+	if err != nil {
+		return 0, false, fmt.Errorf("encode event: %w", err)
+	}
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(MsgID(ev.Room, ev.Author, ev.ID))}
+	if expectNew {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
+	}
+	ack, err := l.js.Publish(ctx, Subject(ev.Room), body, opts...)
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			return 0, false, chat.ErrRoomExists
+		}
+		return 0, false, fmt.Errorf("append event: %w: %w", chat.ErrLogDown, err)
+	}
+	return ack.Sequence, ack.Duplicate, nil
+}
+
+// MsgID builds the dedup key of an event: the author's id, scoped to the room
+// and the author so that no user can collide with another's.
+func MsgID(room, author, id string) string {
+	return room + "/" + strconv.Itoa(len(author)) + "/" + author + "/" + id
+}
+
+// Head returns the position of the room's last event, 0 if it has none.
+func (l *Log) Head(ctx context.Context, room string) (uint64, error) {
+	m, err := l.stream.GetLastMsgForSubject(ctx, Subject(room))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("room head: %w: %w", chat.ErrLogDown, err)
+	}
+	return m.Sequence, nil
+}
+
+// Get returns the event at seq if it belongs to room.
+func (l *Log) Get(ctx context.Context, room string, seq uint64) (chat.Event, error) {
+	m, err := l.stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return chat.Event{}, chat.Errorf(chat.ErrNotFound, "no event %d in room %s", seq, room)
+	}
+	if err != nil {
+		return chat.Event{}, fmt.Errorf("get event: %w: %w", chat.ErrLogDown, err)
+	}
+	if m.Subject != Subject(room) {
+		return chat.Event{}, chat.Errorf(chat.ErrNotFound, "no event %d in room %s", seq, room)
+	}
+	ev, err := chat.DecodeBody(m.Data)
+	if err != nil {
+		return chat.Event{}, chat.Errorf(chat.ErrNotFound, "event %d cannot be decoded", seq)
+	}
+	ev.Seq = seq
+	return ev, nil
+}
+
+// Recoverable reports whether the log still holds everything after since in
+// the room: the event at since (or, for 0, the room's first event, which is
+// always room.created) has not been removed by the stream's limits.
+func (l *Log) Recoverable(ctx context.Context, room string, since uint64) (bool, error) {
+	if since > 0 {
+		_, err := l.Get(ctx, room, since)
+		if chat.ErrorCode(err) == chat.ErrNotFound {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	m, err := l.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(Subject(room)))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return true, nil // the room has no event at all yet
+	}
+	if err != nil {
+		return false, fmt.Errorf("first event: %w: %w", chat.ErrLogDown, err)
+	}
+	ev, err := chat.DecodeBody(m.Data)
+	return err == nil && ev.Type == chat.RoomCreated, nil
+}
+
+const replayBatch = 512
+
+type directGetRequest struct {
+	Seq     uint64 `json:"seq"`
+	NextFor string `json:"next_by_subj"`
+	Batch   int    `json:"batch"`
+}
+
+// Replay calls fn for each of the room's events with after < seq <= upto, in
+// order, with Seq and Prev set. The caller has checked with Recoverable that
+// the event at after is still held, so the first event's Prev is after.
+// Undecodable events are passed as chat.Invalid to keep the chain whole.
+func (l *Log) Replay(ctx context.Context, room string, after, upto uint64, fn func(chat.Event) error) error {
+	if upto <= after {
+		return nil
+	}
+	subj := Subject(room)
+	inbox := l.nc.NewRespInbox()
+	sub, err := l.nc.SubscribeSync(inbox)
+	if err != nil {
+		return fmt.Errorf("replay: %w: %w", chat.ErrLogDown, err)
+	}
+	defer sub.Unsubscribe()
+	api := "$JS.API.DIRECT.GET." + StreamName
+	prev, next := after, after+1
+	for next <= upto {
+		req, _ := json.Marshal(directGetRequest{Seq: next, NextFor: subj, Batch: replayBatch})
+		if err := l.nc.PublishRequest(api, inbox, req); err != nil {
+			return fmt.Errorf("replay: %w: %w", chat.ErrLogDown, err)
+		}
+		got := 0
+	batch:
+		for {
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			m, err := sub.NextMsgWithContext(wctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("replay: %w: %w", chat.ErrLogDown, err)
+			}
+			switch m.Header.Get("Status") {
+			case "404":
+				return nil // nothing more in the room
+			case "204":
+				break batch // end of this batch
+			case "":
+			default:
+				return fmt.Errorf("replay: direct get answered %s %s", m.Header.Get("Status"), m.Header.Get("Description"))
+			}
+			seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+			if err != nil {
+				return fmt.Errorf("replay: bad sequence header: %w", err)
+			}
+			got++
+			if seq > upto {
+				// Drain the rest of the batch before returning.
+				next = upto + 1
+				continue
+			}
+			ev := DecodeStored(m.Data, room)
+			ev.Seq, ev.Prev = seq, prev
+			if err := fn(ev); err != nil {
+				return err
+			}
+			prev, next = seq, seq+1
+		}
+		if got == 0 {
+			return nil
+		}
+	}
+	return nil
+}
+
+// DecodeStored decodes a stored body, or returns the chat.Invalid placeholder
+// for a body that is not a valid event of room.
+func DecodeStored(data []byte, room string) chat.Event {
+	ev, err := chat.DecodeBody(data)
+	if err != nil || ev.Room != room {
+		return chat.Event{Type: chat.Invalid, Room: room}
+	}
+	return ev
+}
+
+// Subscribe starts the room's live feed (republished events, with seq and
+// prev from the Nats-Sequence and Nats-Last-Sequence headers) and its typing
+// feed. Handlers run on the subscription's goroutine, one message at a time.
+func (l *Log) Subscribe(room string, onEvent func(chat.Event), onTyping func(user string)) (func(), error) {
+	subj := Subject(room)
+	live, err := l.nc.Subscribe(LivePrefix+room, func(m *nats.Msg) {
+		seq, err1 := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		prev, err2 := strconv.ParseUint(m.Header.Get("Nats-Last-Sequence"), 10, 64)
+		if err1 != nil || err2 != nil || m.Header.Get(jetstream.SubjectHeader) != subj {
+			return // not a republished event of this room: ignore
+		}
+		ev := DecodeStored(m.Data, room)
+		ev.Seq, ev.Prev = seq, prev
+		onEvent(ev)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe live %s: %w", room, err)
+	}
+	_ = live.SetPendingLimits(1<<20, 256<<20)
+	typing, err := l.nc.Subscribe(TypingPrefix+room, func(m *nats.Msg) {
+		if chat.ValidateUserID(string(m.Data)) == nil {
+			onTyping(string(m.Data))
+		}
+	})
+	if err != nil {
+		_ = live.Unsubscribe()
+		return nil, fmt.Errorf("subscribe typing %s: %w", room, err)
+	}
+	return func() {
+		_ = live.Unsubscribe()
+		_ = typing.Unsubscribe()
+	}, nil
+}
+
+// Typing announces that user is typing in room (core NATS, never stored).
+func (l *Log) Typing(room, user string) error {
+	return l.nc.Publish(TypingPrefix+room, []byte(user))
+}

@@ -1,0 +1,222 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/jetchat/jetchat/pkg/chat"
+)
+
+// A hub is a node's view of one room: one live subscription, the position
+// last delivered, and the sessions that receive the room.
+//
+// Invariant: every frame a hub queues to a live subscriber is the event whose
+// prev is the last seq it queued to that subscriber. Events the live path
+// skipped are fetched from the log before anything after them is delivered.
+type hub struct {
+	n    *Node
+	room string
+	refs int // guarded by n.mu
+
+	startOnce sync.Once
+	startErr  error
+
+	mu          sync.Mutex
+	closed      bool
+	stop        func()
+	last        uint64    // seq of the last event delivered
+	lastEventAt time.Time // when the live path last brought an event
+	subs        map[*roomSub]struct{}
+}
+
+// roomSub is one session's subscription to one room.
+type roomSub struct {
+	s     *Session
+	h     *hub
+	live  bool   // guarded by h.mu: receives live events
+	after uint64 // guarded by h.mu: deliver only events after this seq
+
+	active bool // guarded by s.mu: the join completed; Close must release h
+}
+
+func newHub(n *Node, room string) *hub {
+	return &hub{n: n, room: room, subs: make(map[*roomSub]struct{})}
+}
+
+// start subscribes to the room and reads its head. Live events that arrive
+// meanwhile wait on h.mu and are then judged against the head.
+func (h *hub) start(ctx context.Context) error {
+	h.startOnce.Do(func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		stop, err := h.n.log.Subscribe(h.room, h.onEvent, h.onTyping)
+		if err != nil {
+			h.startErr, h.closed = err, true
+			return
+		}
+		head, err := h.n.log.Head(ctx, h.room)
+		if err != nil {
+			stop()
+			h.startErr, h.closed = err, true
+			return
+		}
+		h.stop, h.last, h.lastEventAt = stop, head, time.Now()
+	})
+	return h.startErr
+}
+
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.closed = true
+		if h.stop != nil {
+			h.stop()
+		}
+	}
+}
+
+func (h *hub) onEvent(ev chat.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.lastEventAt = time.Now()
+	h.accept(ev)
+}
+
+// accept delivers ev after filling any gap before it. Called with h.mu held.
+func (h *hub) accept(ev chat.Event) {
+	if ev.Seq <= h.last {
+		return // already delivered (a repair fetched it first)
+	}
+	if ev.Prev > h.last {
+		if !h.repair(ev.Prev) {
+			return // the tail check retries once the log answers
+		}
+		h.n.Stats.GapsRepaired.Add(1)
+	}
+	if ev.Prev < h.last {
+		// The log removed events between (a purge): keep the chain whole
+		// for clients, who hold h.last.
+		h.n.logger.Warn("room chain skips back", "room", h.room, "seq", ev.Seq, "prev", ev.Prev, "last", h.last)
+		ev.Prev = h.last
+	}
+	h.deliver(ev)
+}
+
+// repair delivers the room's events after h.last up to and including upto
+// from the log. Called with h.mu held.
+func (h *hub) repair(upto uint64) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := h.n.log.Replay(ctx, h.room, h.last, upto, func(ev chat.Event) error {
+		h.deliver(ev)
+		return nil
+	})
+	if err != nil {
+		h.n.logger.Warn("repair from log failed", "room", h.room, "after", h.last, "upto", upto, "err", err)
+		return false
+	}
+	return h.last >= upto
+}
+
+// deliver queues ev to every live subscriber. Called with h.mu held.
+func (h *hub) deliver(ev chat.Event) {
+	if ev.Type == chat.Invalid {
+		h.n.Stats.InvalidEvents.Add(1)
+	}
+	frame, err := chat.AppendEventFrame(make([]byte, 0, 256), &ev)
+	if err != nil {
+		h.n.logger.Error("encode event", "room", h.room, "seq", ev.Seq, "err", err)
+		return
+	}
+	var sent int64
+	for sub := range h.subs {
+		if !sub.live || ev.Seq <= sub.after {
+			continue
+		}
+		if sub.s.conn.Send(frame) {
+			sent++
+		} else {
+			sub.s.slow()
+		}
+	}
+	h.n.Stats.Delivered.Add(sent)
+	h.last = ev.Seq
+}
+
+// checkTail fetches events the live path lost at the room's end. It skips a
+// room that brought an event within minIdle: its tail is still in flight.
+func (h *hub) checkTail(minIdle time.Duration) {
+	h.mu.Lock()
+	if h.closed || (minIdle > 0 && time.Since(h.lastEventAt) < minIdle) {
+		h.mu.Unlock()
+		return
+	}
+	last := h.last
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	head, err := h.n.log.Head(ctx, h.room)
+	if err != nil || head <= last {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed && h.last < head && h.repair(head) {
+		h.n.Stats.TailRepairs.Add(1)
+	}
+}
+
+func (h *hub) onTyping(user string) {
+	frame, _ := json.Marshal(chat.ServerFrame{Type: chat.FrameTyping, Room: h.room, User: user})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for sub := range h.subs {
+		if sub.live && sub.s.user != user {
+			sub.s.conn.Send(frame) // typing is droppable: a full queue just skips it
+		}
+	}
+}
+
+// add registers a subscriber that is not yet live.
+func (h *hub) add(sub *roomSub) {
+	h.mu.Lock()
+	h.subs[sub] = struct{}{}
+	h.mu.Unlock()
+}
+
+func (h *hub) remove(sub *roomSub) {
+	h.mu.Lock()
+	delete(h.subs, sub)
+	h.mu.Unlock()
+}
+
+// goLive makes sub live if it holds everything up to the hub's position
+// (cursor >= last), queueing joined before any live event. Otherwise it
+// returns the position the subscriber must first replay up to.
+func (h *hub) goLive(sub *roomSub, cursor uint64, joined chat.ServerFrame) (upto uint64, live bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return 0, false
+	}
+	if cursor < h.last {
+		return h.last, false
+	}
+	sub.live, sub.after = true, cursor
+	joined.Head = cursor
+	sub.s.reply(joined)
+	return cursor, true
+}
+
+// position returns the hub's last delivered seq.
+func (h *hub) position() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
+}

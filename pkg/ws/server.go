@@ -1,0 +1,270 @@
+// Package ws is jetchat's transport: the WebSocket protocol at /ws and the
+// REST API at /api/v1, served with echo and coder/websocket.
+//
+// It decodes, authenticates and enforces transport limits, then hands frames
+// to the node; it holds no chat state of its own and never lets a client's
+// bytes crash the process or reach the log unvalidated.
+package ws
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/jetchat/jetchat/pkg/auth"
+	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/pkg/node"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config configures the transport. Zero values take the defaults.
+type Config struct {
+	Dev            bool     // serve POST /api/v1/dev/login
+	AllowedOrigins []string // host patterns allowed to open /ws from a browser, e.g. "localhost:*"
+	QueueSize      int      // frames queued per connection before it is closed as slow; default 1024
+	WriteTimeout   time.Duration
+	PingInterval   time.Duration
+	HelloTimeout   time.Duration
+	DevTokenTTL    time.Duration
+	Ready          func(ctx context.Context) error // readiness of the node's dependencies
+}
+
+func (c *Config) defaults() {
+	if c.QueueSize == 0 {
+		c.QueueSize = 1024
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = 25 * time.Second
+	}
+	if c.HelloTimeout == 0 {
+		c.HelloTimeout = 10 * time.Second
+	}
+	if c.DevTokenTTL == 0 {
+		c.DevTokenTTL = 24 * time.Hour
+	}
+}
+
+// Server serves one node over HTTP.
+type Server struct {
+	cfg    Config
+	node   *node.Node
+	tokens *auth.Tokens
+	logger *slog.Logger
+	echo   *echo.Echo
+}
+
+// New returns the HTTP handler of a node.
+func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Server {
+	cfg.defaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, node: n, tokens: tokens, logger: logger}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.httpError
+	e.Use(middleware.Recover())
+	e.Use(middleware.BodyLimit("64K"))
+
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", s.ready)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), newCollector(n))
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	e.GET("/ws", s.serveWS)
+
+	api := e.Group("/api/v1")
+	if cfg.Dev {
+		api.POST("/dev/login", s.devLogin)
+	}
+	authed := api.Group("", s.authenticate)
+	authed.GET("/rooms", s.listRooms)
+	authed.POST("/rooms", s.createRoom)
+	authed.GET("/rooms/:room", s.roomInfo)
+	authed.GET("/rooms/:room/members", s.members)
+	authed.POST("/rooms/:room/members", s.invite)
+	s.echo = e
+	return s
+}
+
+// Echo exposes the router so other packages (the web client) can mount routes.
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+func (s *Server) ready(c echo.Context) error {
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			return c.String(http.StatusServiceUnavailable, "not ready\n")
+		}
+	}
+	return c.String(http.StatusOK, "ready\n")
+}
+
+// serveWS upgrades the request and runs the connection until it ends.
+func (s *Server) serveWS(c echo.Context) error {
+	ws, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
+		OriginPatterns: s.cfg.AllowedOrigins,
+	})
+	if err != nil {
+		return nil // Accept has answered (403 for a foreign Origin, 426 for a plain GET)
+	}
+	s.run(ws)
+	return nil
+}
+
+func (s *Server) run(ws *websocket.Conn) {
+	ws.SetReadLimit(chat.MaxFrameBytes)
+	cn := newConn(ws, s.cfg.QueueSize, s.cfg.WriteTimeout)
+	go cn.writeLoop()
+	defer cn.Close(int(websocket.StatusNormalClosure), "")
+
+	sess, ok := s.hello(cn)
+	if !ok {
+		return
+	}
+	defer sess.Close()
+	go cn.pingLoop(s.cfg.PingInterval, chat.CloseNoPong)
+	ctx := context.Background()
+	for {
+		typ, data, err := ws.Read(ctx)
+		if err != nil {
+			return // closed by the peer, the writer, or over the read limit (1009)
+		}
+		if typ != websocket.MessageText {
+			sess.ErrorFrame(chat.Errorf(chat.ErrBadRequest, "binary frames are not supported: send JSON text"))
+			continue
+		}
+		f, err := chat.DecodeClientFrame(data)
+		if err != nil {
+			sess.ErrorFrame(err)
+			continue
+		}
+		sess.Handle(ctx, f)
+	}
+}
+
+// hello reads the first frame, which must authenticate the connection.
+func (s *Server) hello(cn *conn) (*node.Session, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HelloTimeout)
+	defer cancel()
+	typ, data, err := cn.ws.Read(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			cn.Close(chat.CloseHelloTimeout, "no hello in time")
+		}
+		return nil, false
+	}
+	fail := func(f chat.ClientFrame, err error, code int) (*node.Session, bool) {
+		frame := mustJSON(chat.ServerFrame{Type: chat.FrameError, Ref: f.Ref, Code: chat.ErrorCode(err), Message: chat.ErrorMessage(err)})
+		cn.Send(frame)
+		cn.Close(code, chat.ErrorMessage(err))
+		return nil, false
+	}
+	if typ != websocket.MessageText {
+		return fail(chat.ClientFrame{}, chat.Errorf(chat.ErrBadRequest, "first frame must be a JSON hello"), chat.CloseProtocol)
+	}
+	f, err := chat.DecodeClientFrame(data)
+	if err == nil && f.Type != chat.FrameHello {
+		err = chat.Errorf(chat.ErrBadRequest, "first frame must be hello, not %q", truncate(f.Type, 32))
+	}
+	if err != nil {
+		return fail(f, err, chat.CloseProtocol)
+	}
+	user, err := s.tokens.Verify(f.Token)
+	if err != nil {
+		return fail(f, err, chat.CloseUnauthorized)
+	}
+	sess, err := s.node.Open(user, cn)
+	if err != nil {
+		code := chat.CloseTooManyConns
+		if chat.ErrorCode(err) == chat.ErrUnavailable {
+			code = chat.CloseShutdown
+		}
+		return fail(f, err, code)
+	}
+	cn.Send(mustJSON(chat.ServerFrame{Type: chat.FrameWelcome, Ref: f.Ref, User: user, Node: s.node.ID(), Protocol: chat.ProtocolVersion}))
+	return sess, true
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// bearer extracts the token of an Authorization: Bearer header.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// httpError writes every error as {"code","message"} with a status that
+// matches the code. Internal errors are logged once, here.
+func (s *Server) httpError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		code := chat.ErrBadRequest
+		switch he.Code {
+		case http.StatusNotFound, http.StatusMethodNotAllowed:
+			code = chat.ErrNotFound
+		case http.StatusRequestEntityTooLarge:
+			code = chat.ErrTooLarge
+		case http.StatusUnauthorized:
+			code = chat.ErrUnauthorized
+		}
+		msg, _ := he.Message.(string)
+		if msg == "" {
+			msg = http.StatusText(he.Code)
+		}
+		_ = c.JSON(he.Code, map[string]string{"code": code, "message": msg})
+		return
+	}
+	code := chat.ErrorCode(err)
+	if code == chat.ErrInternal {
+		s.logger.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+	}
+	_ = c.JSON(httpStatus(code), map[string]string{"code": code, "message": chat.ErrorMessage(err)})
+}
+
+func httpStatus(code string) int {
+	switch code {
+	case chat.ErrBadRequest, chat.ErrUnknownFrame, chat.ErrNotJoined:
+		return http.StatusBadRequest
+	case chat.ErrUnauthorized:
+		return http.StatusUnauthorized
+	case chat.ErrForbidden:
+		return http.StatusForbidden
+	case chat.ErrNotFound:
+		return http.StatusNotFound
+	case chat.ErrConflict:
+		return http.StatusConflict
+	case chat.ErrTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case chat.ErrRateLimited, chat.ErrLimit:
+		return http.StatusTooManyRequests
+	case chat.ErrUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
