@@ -74,19 +74,19 @@ func (c *Config) defaults() {
 
 // Stats are the node's counters, read by the metrics endpoint.
 type Stats struct {
-	Sessions        atomic.Int64
-	Rooms           atomic.Int64 // hubs: rooms with local clients
-	Delivered       atomic.Int64 // event frames queued to clients (live)
-	Replayed        atomic.Int64 // event frames queued to clients (replay)
-	Appended        atomic.Int64
-	Duplicates      atomic.Int64 // appends that hit the dedup window
-	GapsRepaired    atomic.Int64 // live-path gaps filled from the log
-	TailRepairs     atomic.Int64 // lost last events found by the tail check
-	InvalidEvents   atomic.Int64 // undecodable events passed as placeholders
-	SlowClosed      atomic.Int64
-	RateLimited     atomic.Int64
-	ClientErrors    atomic.Int64 // error frames sent
-	InternalErrors  atomic.Int64
+	Sessions       atomic.Int64
+	Rooms          atomic.Int64 // hubs: rooms with local clients
+	Delivered      atomic.Int64 // event frames queued to clients (live)
+	Replayed       atomic.Int64 // event frames queued to clients (replay)
+	Appended       atomic.Int64
+	Duplicates     atomic.Int64 // appends that hit the dedup window
+	GapsRepaired   atomic.Int64 // live-path gaps filled from the log
+	TailRepairs    atomic.Int64 // lost last events found by the tail check
+	InvalidEvents  atomic.Int64 // undecodable events passed as placeholders
+	SlowClosed     atomic.Int64
+	RateLimited    atomic.Int64
+	ClientErrors   atomic.Int64 // error frames sent
+	InternalErrors atomic.Int64
 }
 
 // Node is one chatd node.
