@@ -60,6 +60,7 @@ type config struct {
 	Shutdown       time.Duration
 	LogFormat      string
 	LogLevel       string
+	TailCheck      time.Duration
 }
 
 func parse(args []string, getenv func(string) string, out io.Writer) (config, error) {
@@ -111,6 +112,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (config, er
 	fs.IntVar(&c.MaxRoomsConn, "max-rooms-per-conn", envInt("CHAT_MAX_ROOMS_PER_CONN", 100), "rooms joined per connection (CHAT_MAX_ROOMS_PER_CONN)")
 	fs.IntVar(&c.QueueSize, "send-queue", envInt("CHAT_SEND_QUEUE", 1024), "frames queued per connection before it is closed as a slow reader (CHAT_SEND_QUEUE)")
 	fs.DurationVar(&c.Shutdown, "shutdown-timeout", envDur("CHAT_SHUTDOWN_TIMEOUT", 10*time.Second), "graceful shutdown deadline (CHAT_SHUTDOWN_TIMEOUT)")
+	fs.DurationVar(&c.TailCheck, "tail-check-interval", envDur("CHAT_TAIL_CHECK_INTERVAL", 2*time.Second), "how often rooms with clients are checked for a last event the live feed lost (CHAT_TAIL_CHECK_INTERVAL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("CHAT_LOG_FORMAT", ""), "text or json; default text in dev mode, json otherwise (CHAT_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("CHAT_LOG_LEVEL", "info"), "debug, info, warn or error (CHAT_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
@@ -230,7 +232,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	n := node.New(node.Config{
 		ID: nodeID, MaxRoomsPerConn: c.MaxRoomsConn, MaxConnsPerUser: c.MaxConnsUser,
-		SendRate: c.SendRate, SendBurst: c.SendBurst,
+		SendRate: c.SendRate, SendBurst: c.SendBurst, TailCheckInterval: c.TailCheck,
 	}, log, log, logger)
 	onReconnect = n.CheckRooms
 

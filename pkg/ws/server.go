@@ -87,12 +87,13 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 	if cfg.Dev {
 		api.POST("/dev/login", s.devLogin)
 	}
-	authed := api.Group("", s.authenticate)
-	authed.GET("/rooms", s.listRooms)
-	authed.POST("/rooms", s.createRoom)
-	authed.GET("/rooms/:room", s.roomInfo)
-	authed.GET("/rooms/:room/members", s.members)
-	authed.POST("/rooms/:room/members", s.invite)
+	// Authentication is per route, not per group: a group middleware would
+	// answer 401 for paths that do not exist.
+	api.GET("/rooms", s.listRooms, s.authenticate)
+	api.POST("/rooms", s.createRoom, s.authenticate)
+	api.GET("/rooms/:room", s.roomInfo, s.authenticate)
+	api.GET("/rooms/:room/members", s.members, s.authenticate)
+	api.POST("/rooms/:room/members", s.invite, s.authenticate)
 	s.echo = e
 	return s
 }
