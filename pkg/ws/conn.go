@@ -69,6 +69,12 @@ func (c *conn) writeLoop() {
 	var buf []byte
 	for {
 		select {
+		case <-c.closed: // a close wins over queued frames
+			_ = c.ws.Close(c.code, c.reason)
+			return
+		default:
+		}
+		select {
 		case <-c.closed:
 			_ = c.ws.Close(c.code, c.reason)
 			return
