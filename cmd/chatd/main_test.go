@@ -18,6 +18,7 @@ import (
 	"github.com/jetchat/jetchat/pkg/client"
 	"github.com/jetchat/jetchat/pkg/testrig"
 	"math/rand/v2"
+	"net"
 )
 
 const testSecret = "test-secret-0123456789abcdef-0123456789"
@@ -707,3 +708,28 @@ func getJSON(t testing.TB, n *testNode, path, user string) string {
 var _ = errors.New
 
 func randIntn(n int) int { return rand.IntN(n) }
+
+// freeAddr returns a free loopback address for a process to listen on.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitHealthy polls /healthz until the node answers.
+func waitHealthy(t testing.TB, addr string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+	}
+	t.Fatalf("%s never became healthy", addr)
+}

@@ -68,21 +68,64 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 			Destination: LivePrefix + ">",
 		},
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, sc)
+	stream, err := ensureStream(ctx, js, sc)
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", StreamName, err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kvc := jetstream.KeyValueConfig{
 		Bucket:      DirectoryName,
 		Description: "jetchat room directory (derived from the CHAT stream)",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
+	}
+	kv, err := retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		kv, err := js.CreateKeyValue(ctx, kvc)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			return js.UpdateKeyValue(ctx, kvc)
+		}
+		return kv, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create bucket %s: %w", DirectoryName, err)
 	}
 	return &Log{nc: nc, js: js, stream: stream, kv: kv}, nil
+}
+
+// ensureStream creates the stream, or updates it if it exists. Several nodes
+// starting at once on a new cluster all try: a create with an identical
+// config succeeds for each, where concurrent create-or-update calls of an R3
+// stream were seen to time out.
+func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) (jetstream.Stream, error) {
+	return retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		s, err := js.CreateStream(ctx, sc)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return js.UpdateStream(ctx, sc)
+		}
+		return s, err
+	})
+}
+
+// retry runs fn with a short deadline per attempt until it succeeds or ctx
+// ends: a JetStream cluster electing its leaders answers slowly at first.
+func retry[T any](ctx context.Context, fn func(context.Context) (T, error)) (T, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		v, err := fn(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return v, err
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 {
+			return v, err // a configuration the server refuses: retrying will not help
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func orUnlimited(n int64) int64 {

@@ -10,85 +10,149 @@ import (
 
 // conn is one WebSocket connection's outgoing side: a bounded queue drained
 // by one writer goroutine that packs pending frames into one message.
+//
+// The queue is a slice that grows with the backlog and shrinks back, so an
+// idle connection holds no queue memory; past limit frames the connection is
+// a slow reader and the node closes it.
 type conn struct {
 	ws           *websocket.Conn
-	queue        chan []byte
+	limit        int
 	writeTimeout time.Duration
+	pingInterval time.Duration
 
-	closeOnce sync.Once
-	closed    chan struct{}
-	code      websocket.StatusCode
-	reason    string
+	mu     sync.Mutex
+	queue  [][]byte
+	wake   chan struct{} // one token: the writer has frames to write
+	space  chan struct{} // closed and replaced when the writer takes frames
+	closed chan struct{}
+	code   websocket.StatusCode
+	reason string
+	isDone bool
 }
 
-func newConn(ws *websocket.Conn, queueSize int, writeTimeout time.Duration) *conn {
-	return &conn{ws: ws, queue: make(chan []byte, queueSize), writeTimeout: writeTimeout, closed: make(chan struct{})}
-}
-
-// Send queues a frame without blocking. A closed connection swallows it.
-func (c *conn) Send(frame []byte) bool {
-	select {
-	case <-c.closed:
-		return true
-	default:
+func newConn(ws *websocket.Conn, limit int, writeTimeout, pingInterval time.Duration) *conn {
+	return &conn{
+		ws: ws, limit: limit, writeTimeout: writeTimeout, pingInterval: pingInterval,
+		wake: make(chan struct{}, 1), space: make(chan struct{}), closed: make(chan struct{}),
 	}
-	select {
-	case c.queue <- frame:
+}
+
+// Send queues a frame without blocking; false when the queue is full. A
+// closed connection swallows it.
+func (c *conn) Send(frame []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isDone {
 		return true
-	default:
+	}
+	if len(c.queue) >= c.limit {
 		return false
 	}
+	c.queue = append(c.queue, frame)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return true
 }
 
-// SendWait queues a frame, waiting for room.
+// SendWait queues a frame, waiting while the queue is full.
 func (c *conn) SendWait(ctx context.Context, frame []byte) error {
-	select {
-	case c.queue <- frame:
-		return nil
-	case <-c.closed:
-		return context.Canceled
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		c.mu.Lock()
+		if c.isDone {
+			c.mu.Unlock()
+			return context.Canceled
+		}
+		if len(c.queue) < c.limit {
+			c.queue = append(c.queue, frame)
+			c.mu.Unlock()
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+			return nil
+		}
+		space := c.space
+		c.mu.Unlock()
+		select {
+		case <-space:
+		case <-c.closed:
+			return context.Canceled
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
 // Close asks the writer to close the connection with code; it never blocks.
 func (c *conn) Close(code int, reason string) {
-	c.closeOnce.Do(func() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.isDone {
+		c.isDone = true
 		c.code, c.reason = websocket.StatusCode(code), reason
 		close(c.closed)
-	})
+	}
 }
 
 // maxBatch bounds how many bytes of queued frames share one message.
 const maxBatch = 64 << 10
 
-// writeLoop writes queued frames until the connection closes. Frames that are
-// queued together go out as one message, one frame per line.
-func (c *conn) writeLoop() {
-	var buf []byte
-	for {
+// take removes up to maxBatch bytes of frames from the queue into buf, one
+// frame per line.
+func (c *conn) take(buf []byte) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for n < len(c.queue) && (n == 0 || len(buf)+len(c.queue[n]) < maxBatch) {
+		if n > 0 {
+			buf = append(buf, '\n')
+		}
+		buf = append(buf, c.queue[n]...)
+		c.queue[n] = nil
+		n++
+	}
+	c.queue = c.queue[n:]
+	if len(c.queue) == 0 {
+		c.queue = nil // release the backing array
+	} else {
 		select {
-		case <-c.closed: // a close wins over queued frames
-			_ = c.ws.Close(c.code, c.reason)
-			return
+		case c.wake <- struct{}{}:
 		default:
 		}
+	}
+	if n > 0 {
+		close(c.space)
+		c.space = make(chan struct{})
+	}
+	return buf
+}
+
+// writeLoop writes queued frames until the connection closes, and pings the
+// client every pingInterval; a client that does not answer is closed.
+func (c *conn) writeLoop(noPong int) {
+	var buf []byte
+	ping := time.NewTicker(c.pingInterval)
+	defer ping.Stop()
+	for {
 		select {
 		case <-c.closed:
+			// Flush what was queued before the close (an error frame that
+			// explains it), briefly: a slow reader gets no more time.
+			if buf = c.take(buf[:0]); len(buf) > 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_ = c.ws.Write(ctx, websocket.MessageText, buf)
+				cancel()
+			}
 			_ = c.ws.Close(c.code, c.reason)
 			return
-		case f := <-c.queue:
-			buf = append(buf[:0], f...)
-		drain:
-			for len(buf) < maxBatch {
-				select {
-				case f := <-c.queue:
-					buf = append(buf, '\n')
-					buf = append(buf, f...)
-				default:
-					break drain
-				}
+		case <-ping.C:
+			go c.ping(noPong)
+		case <-c.wake:
+			buf = c.take(buf[:0])
+			if len(buf) == 0 {
+				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), c.writeTimeout)
 			err := c.ws.Write(ctx, websocket.MessageText, buf)
@@ -98,29 +162,17 @@ func (c *conn) writeLoop() {
 				_ = c.ws.CloseNow()
 				return
 			}
-			if cap(buf) > 4*maxBatch {
-				buf = nil // do not keep a huge buffer per idle connection
+			if cap(buf) > 4<<10 {
+				buf = nil // do not keep a big buffer per idle connection
 			}
 		}
 	}
 }
 
-// pingLoop pings the client; a client that does not answer is closed.
-func (c *conn) pingLoop(interval time.Duration, code int) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.closed:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), interval)
-			err := c.ws.Ping(ctx)
-			cancel()
-			if err != nil {
-				c.Close(code, "no pong")
-				return
-			}
-		}
+func (c *conn) ping(noPong int) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.pingInterval)
+	defer cancel()
+	if err := c.ws.Ping(ctx); err != nil {
+		c.Close(noPong, "no pong")
 	}
 }

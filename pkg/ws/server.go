@@ -129,8 +129,8 @@ func (s *Server) serveWS(c echo.Context) error {
 
 func (s *Server) run(ws *websocket.Conn) {
 	ws.SetReadLimit(chat.MaxFrameBytes)
-	cn := newConn(ws, s.cfg.QueueSize, s.cfg.WriteTimeout)
-	go cn.writeLoop()
+	cn := newConn(ws, s.cfg.QueueSize, s.cfg.WriteTimeout, s.cfg.PingInterval)
+	go cn.writeLoop(chat.CloseNoPong)
 	defer cn.Close(int(websocket.StatusNormalClosure), "")
 
 	sess, ok := s.hello(cn)
@@ -138,7 +138,6 @@ func (s *Server) run(ws *websocket.Conn) {
 		return
 	}
 	defer sess.Close()
-	go cn.pingLoop(s.cfg.PingInterval, chat.CloseNoPong)
 	ctx := context.Background()
 	for {
 		typ, data, err := ws.Read(ctx)
