@@ -153,8 +153,24 @@ func (s *Server) run(ws *websocket.Conn) {
 			sess.ErrorFrame(err)
 			continue
 		}
-		sess.Handle(ctx, f)
+		if !s.handle(ctx, sess, cn, f) {
+			return
+		}
 	}
+}
+
+// handle serves one frame. A panic is a bug: it is logged, the connection is
+// closed with a reconnect code, and the node keeps serving everyone else.
+func (s *Server) handle(ctx context.Context, sess *node.Session, cn *conn, f chat.ClientFrame) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger.Error("panic serving a frame", "type", f.Type, "room", f.Room, "user", sess.User(), "panic", r)
+			cn.Close(chat.CloseServerError, "internal error: reconnect")
+			ok = false
+		}
+	}()
+	sess.Handle(ctx, f)
+	return true
 }
 
 // hello reads the first frame, which must authenticate the connection.
