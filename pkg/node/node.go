@@ -134,15 +134,20 @@ func (n *Node) Config() Config { return n.cfg }
 // CheckRooms checks every room with local clients for events the live path
 // lost; call it after the log connection reconnects.
 func (n *Node) CheckRooms() {
+	for _, h := range n.hubList() {
+		h.checkTail(0)
+	}
+}
+
+// hubList snapshots the node's hubs.
+func (n *Node) hubList() []*hub {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	hs := make([]*hub, 0, len(n.hubs))
 	for _, h := range n.hubs {
 		hs = append(hs, h)
 	}
-	n.mu.Unlock()
-	for _, h := range hs {
-		h.checkTail(0)
-	}
+	return hs
 }
 
 func (n *Node) tailChecks() {
@@ -154,13 +159,7 @@ func (n *Node) tailChecks() {
 		case <-n.stop:
 			return
 		case <-t.C:
-			n.mu.Lock()
-			hs := make([]*hub, 0, len(n.hubs))
-			for _, h := range n.hubs {
-				hs = append(hs, h)
-			}
-			n.mu.Unlock()
-			for _, h := range hs {
+			for _, h := range n.hubList() {
 				h.checkTail(n.cfg.TailCheckInterval / 2)
 			}
 		}
