@@ -40,7 +40,7 @@ func (r *rawConn) alive() {
 func (r *rawConn) closedWith(code websocket.StatusCode) {
 	r.t.Helper()
 	for {
-		if _, err := r.read(20 * time.Second); err != nil {
+		if _, err := r.read(30 * time.Second); err != nil {
 			if got := closeCode(err); got != code {
 				r.t.Fatalf("closed with %v (%v), want %v", got, err, code)
 			}
@@ -218,20 +218,23 @@ func TestConnectionLimits(t *testing.T) {
 		rc.closedWith(chat.CloseProtocol)
 	})
 	t.Run("SlowReaderClosedToResume", func(t *testing.T) {
-		writer := helloRaw(t, n, "writer")
-		writer.send(`{"type":"create","ref":"c","room":"firehose","id":"c"}`)
-		writer.until(chat.FrameAck)
-		writer.send(`{"type":"join","ref":"j","room":"firehose"}`)
-		writer.until(chat.FrameJoined)
+		// The writer waits for each ack and reads all it gets (else, with a
+		// queue of 16 frames, it would be the slow one).
+		writer := dial(t, n, "writer")
+		create(t, writer, "firehose", false)
+		ctx := ctxT(t, 90*time.Second)
+		if _, err := writer.Join(ctx, "firehose"); err != nil {
+			t.Fatal(err)
+		}
+		go discard(writer)
 		slow := helloRaw(t, n, "slow")
 		slow.send(`{"type":"join","ref":"j","room":"firehose"}`)
 		slow.until(chat.FrameJoined)
 		// The slow reader reads nothing while 4 KiB messages flood its room.
 		text := strings.Repeat("z", chat.MaxTextBytes)
 		go func() {
-			for i := 0; i < 6000; i++ {
-				_ = writer.ws.Write(context.Background(), websocket.MessageText,
-					[]byte(fmt.Sprintf(`{"type":"send","room":"firehose","id":"f%d","text":%q}`, i, text)))
+			for i := 0; i < 6000 && ctx.Err() == nil; i++ {
+				_, _ = writer.SendID(ctx, "firehose", fmt.Sprintf("f%d", i), text)
 			}
 		}()
 		deadline := time.Now().Add(60 * time.Second)
@@ -241,6 +244,14 @@ func TestConnectionLimits(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		slow.closedWith(chat.CloseSlowReader)
+		// Now read what was queued: the close frame with 4001 follows it.
+		for {
+			if _, _, err := slow.ws.Read(ctx); err != nil {
+				if code := closeCode(err); code != chat.CloseSlowReader {
+					t.Fatalf("closed with %v (%v), want %d", code, err, chat.CloseSlowReader)
+				}
+				break
+			}
+		}
 	})
 }

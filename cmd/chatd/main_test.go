@@ -609,6 +609,27 @@ func TestAuth(t *testing.T) {
 		if got := eve.until(chat.FrameError); got.Code != chat.ErrNotJoined {
 			t.Fatalf("send answered %+v", got)
 		}
+		// A send right behind a join that will be refused must not slip in
+		// while the join is checked.
+		eve.send(`{"type":"join","ref":"6","room":"secret"}`)
+		eve.send(`{"type":"send","ref":"7","room":"secret","id":"y","text":"sneaky"}`)
+		for seen := 0; seen < 2; {
+			f := eve.next()
+			switch {
+			case f.Type == chat.FrameAck:
+				t.Fatalf("a non-member's send was stored: %+v", f)
+			case f.Type == chat.FrameError:
+				seen++
+			}
+		}
+		// Leaving a room one is not a member of writes nothing.
+		eve.send(`{"type":"leave","ref":"8","room":"secret","id":"l"}`)
+		if f := eve.until(chat.FrameLeft); f.Ref != "8" {
+			t.Fatalf("leave answered %+v", f)
+		}
+		if info := getJSON(t, n, "/api/v1/rooms/secret", "owner"); !strings.Contains(info, `"head":2,`) {
+			t.Fatalf("room changed: %s", info)
+		}
 		eve.send(`{"type":"invite","ref":"4","room":"secret","id":"i","user":"eve"}`)
 		if got := eve.until(chat.FrameError); got.Code != chat.ErrForbidden {
 			t.Fatalf("self-invite answered %+v", got)

@@ -114,7 +114,9 @@ func (r *room) joined(head uint64, recovered bool) (reset bool) {
 	case !r.live:
 		r.pos, r.live = head, true
 	case !recovered:
-		r.pos, reset = head, true
+		// Never backwards: a lagging node's head must not make us
+		// deliver again what we already have.
+		r.pos, reset = max(r.pos, head), true
 	}
 	if !r.needsRepair {
 		r.repairing = false

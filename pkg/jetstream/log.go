@@ -192,22 +192,56 @@ func (l *Log) Head(ctx context.Context, room string) (uint64, error) {
 
 // Get returns the event at seq if it belongs to room.
 func (l *Log) Get(ctx context.Context, room string, seq uint64) (chat.Event, error) {
-	m, err := l.stream.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return chat.Event{}, chat.Errorf(chat.ErrNotFound, "no event %d in room %s", seq, room)
-	}
+	subject, data, err := l.getMsg(ctx, seq)
 	if err != nil {
-		return chat.Event{}, fmt.Errorf("get event: %w: %w", chat.ErrLogDown, err)
+		return chat.Event{}, err
 	}
-	if m.Subject != Subject(room) {
+	if subject != Subject(room) {
 		return chat.Event{}, chat.Errorf(chat.ErrNotFound, "no event %d in room %s", seq, room)
 	}
-	ev, err := chat.DecodeBody(m.Data)
+	ev, err := chat.DecodeBody(data)
 	if err != nil {
 		return chat.Event{}, chat.Errorf(chat.ErrNotFound, "event %d cannot be decoded", seq)
 	}
 	ev.Seq = seq
 	return ev, nil
+}
+
+// getMsg reads the message at seq. Direct gets may be answered by a replica
+// that has not applied seq yet, so "not found" is asked again of the stream
+// leader before it is believed.
+func (l *Log) getMsg(ctx context.Context, seq uint64) (subject string, data []byte, err error) {
+	m, err := l.stream.GetMsg(ctx, seq)
+	if err == nil {
+		return m.Subject, m.Data, nil
+	}
+	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", nil, fmt.Errorf("get event: %w: %w", chat.ErrLogDown, err)
+	}
+	req, _ := json.Marshal(map[string]uint64{"seq": seq})
+	resp, err := l.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+StreamName, req)
+	if err != nil {
+		return "", nil, fmt.Errorf("get event: %w: %w", chat.ErrLogDown, err)
+	}
+	var out struct {
+		Message *struct {
+			Subject string `json:"subject"`
+			Data    []byte `json:"data"`
+		} `json:"message"`
+		Error *struct {
+			Code int `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &out); err != nil {
+		return "", nil, fmt.Errorf("get event: %w", err)
+	}
+	if out.Message == nil {
+		if out.Error != nil && out.Error.Code == 404 {
+			return "", nil, chat.Errorf(chat.ErrNotFound, "no event %d", seq)
+		}
+		return "", nil, fmt.Errorf("get event: %w: leader answered %s", chat.ErrLogDown, resp.Data)
+	}
+	return out.Message.Subject, out.Message.Data, nil
 }
 
 // Recoverable reports whether the log still holds everything after since in

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"time"
@@ -29,7 +30,14 @@ func (n *Node) admit(ctx context.Context, room, user string, join bool) error {
 	case !join:
 		return nil // public rooms are readable by anyone signed in
 	}
-	ev := chat.Event{ID: "join-" + randomID(), Type: chat.MemberJoined, Room: room, Author: user, User: user, Time: time.Now().UTC()}
+	// The id is the room's head: two connections of the user joining at
+	// once append one member.joined (the log deduplicates it), while a
+	// join after a leave (a later head) is a new one.
+	head, err := n.log.Head(ctx, room)
+	if err != nil {
+		return err
+	}
+	ev := chat.Event{ID: fmt.Sprintf("auto-join-%d", head), Type: chat.MemberJoined, Room: room, Author: user, User: user, Time: time.Now().UTC()}
 	if _, err := n.append(ctx, ev, false); err != nil {
 		return err
 	}
@@ -221,6 +229,19 @@ func (s *Session) leave(ctx context.Context, f chat.ClientFrame) error {
 	if _, err := s.n.dir.Room(ctx, f.Room); err != nil {
 		return err
 	}
+	member, err := s.n.dir.IsMember(ctx, f.Room, s.user)
+	if err != nil {
+		return err
+	}
+	if !member {
+		// Nothing to end (or a retry of a leave that was stored): no event,
+		// so a non-member cannot write into the room.
+		if s.subscribed(f.Room) {
+			return s.unsubscribe(f)
+		}
+		s.reply(chat.ServerFrame{Type: chat.FrameLeft, Ref: f.Ref, Room: f.Room})
+		return nil
+	}
 	ev := chat.Event{ID: f.ID, Type: chat.MemberLeft, Room: f.Room, Author: s.user, User: s.user, Time: time.Now().UTC()}
 	ack, err := s.n.append(ctx, ev, false)
 	if err != nil {
@@ -231,8 +252,8 @@ func (s *Session) leave(ctx context.Context, f chat.ClientFrame) error {
 	}
 	ack.Ref = f.Ref
 	s.reply(ack)
-	if s.joined(f.Room) {
-		_ = s.unsubscribe(f)
+	if s.subscribed(f.Room) {
+		_ = s.unsubscribe(f) // also cancels a join in progress
 	}
 	return nil
 }

@@ -38,7 +38,8 @@ type roomSub struct {
 	live  bool   // guarded by h.mu: receives live events
 	after uint64 // guarded by h.mu: deliver only events after this seq
 
-	active bool // guarded by s.mu: the join completed; Close must release h
+	active    bool // guarded by s.mu: the join completed; Close must release h
+	cancelled bool // guarded by s.mu: unsubscribed or left while joining
 }
 
 func newHub(n *Node, room string) *hub {
@@ -47,8 +48,12 @@ func newHub(n *Node, room string) *hub {
 
 // start subscribes to the room and reads its head. Live events that arrive
 // meanwhile wait on h.mu and are then judged against the head.
-func (h *hub) start(ctx context.Context) error {
+func (h *hub) start() error {
 	h.startOnce.Do(func() {
+		// Not the first joiner's context: its disconnect must not fail the
+		// others who share this hub.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		stop, err := h.n.log.Subscribe(h.room, h.onEvent, h.onTyping)
@@ -212,6 +217,18 @@ func (h *hub) goLive(sub *roomSub, cursor uint64, joined chat.ServerFrame) (upto
 	joined.Head = cursor
 	sub.s.reply(joined)
 	return cursor, true
+}
+
+// rejoined answers a join of a room the session already receives, under the
+// hub's lock so no live event slips between the head it names and the frame.
+func (h *hub) rejoined(sub *roomSub, joined chat.ServerFrame) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	joined.Head = h.last
+	if sub.after > h.last {
+		joined.Head = sub.after
+	}
+	sub.s.reply(joined)
 }
 
 // position returns the hub's last delivered seq.

@@ -189,7 +189,7 @@ func (n *Node) Shutdown(code int, reason string) {
 
 // acquireHub returns the room's hub, creating and starting it if needed, with
 // one more reference held.
-func (n *Node) acquireHub(ctx context.Context, room string) (*hub, error) {
+func (n *Node) acquireHub(room string) (*hub, error) {
 	n.mu.Lock()
 	h := n.hubs[room]
 	if h == nil {
@@ -199,7 +199,7 @@ func (n *Node) acquireHub(ctx context.Context, room string) (*hub, error) {
 	}
 	h.refs++
 	n.mu.Unlock()
-	if err := h.start(ctx); err != nil {
+	if err := h.start(); err != nil {
 		n.releaseHub(h)
 		return nil, err
 	}

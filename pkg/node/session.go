@@ -137,9 +137,29 @@ func (s *Session) replyErr(f chat.ClientFrame, err error) {
 	s.reply(out)
 }
 
-// ErrorFrame answers a frame that could not be decoded.
-func (s *Session) ErrorFrame(err error) {
+// Reject answers a frame that could not be decoded. It counts against the
+// rate limit like any frame, so garbage cannot flood around it.
+func (s *Session) Reject(err error) {
+	if !s.allow(chat.ClientFrame{}) {
+		return
+	}
 	s.replyErr(chat.ClientFrame{}, err)
+}
+
+// allow charges one frame to the connection's token bucket; over the limit
+// it answers rate_limited, and closes a connection that keeps flooding.
+func (s *Session) allow(f chat.ClientFrame) bool {
+	if s.bucket.allow(time.Now()) {
+		s.rejected = 0
+		return true
+	}
+	s.n.Stats.RateLimited.Add(1)
+	if s.rejected++; s.rejected >= floodLimit {
+		s.conn.Close(chat.CloseFlood, "flood: too many frames over the rate limit")
+		return false
+	}
+	s.replyErr(f, chat.Errorf(chat.ErrRateLimited, "over %.0f frames/s; retry after retry_after_ms with the same id", s.n.cfg.SendRate))
+	return false
 }
 
 const floodLimit = 1000 // consecutive rate-limited frames before the connection is closed
@@ -152,16 +172,9 @@ func (s *Session) Handle(ctx context.Context, f chat.ClientFrame) {
 		s.reply(chat.ServerFrame{Type: chat.FramePong, Ref: f.Ref})
 		return
 	}
-	if !s.bucket.allow(time.Now()) {
-		s.n.Stats.RateLimited.Add(1)
-		if s.rejected++; s.rejected >= floodLimit {
-			s.conn.Close(chat.CloseFlood, "flood: too many frames over the rate limit")
-			return
-		}
-		s.replyErr(f, chat.Errorf(chat.ErrRateLimited, "over %.0f frames/s; retry after retry_after_ms with the same id", s.n.cfg.SendRate))
+	if !s.allow(f) {
 		return
 	}
-	s.rejected = 0
 	if f.Room != "" {
 		if err := chat.ValidateRoomID(f.Room); err != nil {
 			s.replyErr(f, err)
@@ -213,11 +226,12 @@ func (s *Session) join(f chat.ClientFrame) error {
 		return nil
 	}
 	if sub := s.rooms[f.Room]; sub != nil {
+		active, h := sub.active, sub.h
 		s.mu.Unlock()
-		if !sub.active {
+		if !active {
 			return chat.Errorf(chat.ErrBadRequest, "a join of %s is in progress", f.Room)
 		}
-		s.reply(chat.ServerFrame{Type: chat.FrameJoined, Ref: f.Ref, Room: f.Room, Head: sub.h.position()})
+		h.rejoined(sub, chat.ServerFrame{Type: chat.FrameJoined, Ref: f.Ref, Room: f.Room})
 		return nil
 	}
 	if len(s.rooms) >= s.n.cfg.MaxRoomsPerConn {
@@ -237,7 +251,7 @@ func (s *Session) join(f chat.ClientFrame) error {
 				delete(s.rooms, f.Room)
 			}
 			s.mu.Unlock()
-			if !errors.Is(err, context.Canceled) {
+			if s.ctx.Err() == nil && !errors.Is(err, errJoinCancelled) {
 				s.replyErr(f, err)
 			}
 		}
@@ -250,11 +264,13 @@ func (s *Session) subscribe(sub *roomSub, f chat.ClientFrame) error {
 	if err := s.n.admit(ctx, f.Room, s.user, true); err != nil {
 		return err
 	}
-	h, err := s.n.acquireHub(ctx, f.Room)
+	h, err := s.n.acquireHub(f.Room)
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
 	sub.h = h
+	s.mu.Unlock()
 	h.add(sub)
 	ok := false
 	defer func() {
@@ -307,24 +323,37 @@ func (s *Session) subscribe(sub *roomSub, f chat.ClientFrame) error {
 	// Publish the hub only now: a close racing with this join must see it.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	switch {
+	case s.closed:
 		return context.Canceled
+	case sub.cancelled:
+		return errJoinCancelled
 	}
 	ok, sub.active = true, true
 	return nil
 }
 
+// errJoinCancelled ends a join that an unsubscribe or leave overtook; the
+// unsubscribe or leave has answered.
+var errJoinCancelled = errors.New("join cancelled")
+
 func (s *Session) unsubscribe(f chat.ClientFrame) error {
 	s.mu.Lock()
 	sub := s.rooms[f.Room]
-	if sub == nil || !sub.active {
+	if sub == nil {
 		s.mu.Unlock()
 		return chat.Errorf(chat.ErrNotJoined, "not joined to %s", f.Room)
 	}
 	delete(s.rooms, f.Room)
+	active := sub.active
+	if !active {
+		sub.cancelled = true // the join in progress releases its hub itself
+	}
 	s.mu.Unlock()
-	sub.h.remove(sub)
-	s.n.releaseHub(sub.h)
+	if active {
+		sub.h.remove(sub)
+		s.n.releaseHub(sub.h)
+	}
 	s.reply(chat.ServerFrame{Type: chat.FrameLeft, Ref: f.Ref, Room: f.Room})
 	return nil
 }
@@ -335,5 +364,12 @@ func (s *Session) joined(room string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sub := s.rooms[room]
-	return sub != nil
+	return sub != nil && sub.active
+}
+
+// subscribed reports whether the session receives room or is joining it.
+func (s *Session) subscribed(room string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rooms[room] != nil
 }

@@ -56,7 +56,9 @@ func (c *conn) Send(frame []byte) bool {
 	return true
 }
 
-// SendWait queues a frame, waiting while the queue is full.
+// SendWait queues a frame, waiting while the queue is half full: the other
+// half stays free for live events, acks and joined, which must not find the
+// queue full because a replay filled it.
 func (c *conn) SendWait(ctx context.Context, frame []byte) error {
 	for {
 		c.mu.Lock()
@@ -64,7 +66,7 @@ func (c *conn) SendWait(ctx context.Context, frame []byte) error {
 			c.mu.Unlock()
 			return context.Canceled
 		}
-		if len(c.queue) < c.limit {
+		if len(c.queue) < max(c.limit/2, 1) {
 			c.queue = append(c.queue, frame)
 			c.mu.Unlock()
 			select {

@@ -145,12 +145,12 @@ func (s *Server) run(ws *websocket.Conn) {
 			return // closed by the peer, the writer, or over the read limit (1009)
 		}
 		if typ != websocket.MessageText {
-			sess.ErrorFrame(chat.Errorf(chat.ErrBadRequest, "binary frames are not supported: send JSON text"))
+			sess.Reject(chat.Errorf(chat.ErrBadRequest, "binary frames are not supported: send JSON text"))
 			continue
 		}
 		f, err := chat.DecodeClientFrame(data)
 		if err != nil {
-			sess.ErrorFrame(err)
+			sess.Reject(err)
 			continue
 		}
 		if !s.handle(ctx, sess, cn, f) {
