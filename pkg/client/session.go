@@ -153,8 +153,17 @@ func (c *Client) resume(conn *websocket.Conn, user string) bool {
 	c.gen++
 	c.reconnects++
 	frames := make([]chat.ClientFrame, 0, len(c.rooms)+len(c.pending))
+	leaving := make(map[string]bool)
+	for _, req := range c.pending {
+		if req.frame.Type == chat.FrameLeave {
+			leaving[req.frame.Room] = true
+		}
+	}
 	for name, r := range c.rooms {
 		r.repairing, r.needsRepair = false, false
+		if leaving[name] {
+			continue // rejoining would make us a member again before the leave
+		}
 		frames = append(frames, c.joinFrameLocked(name, r))
 	}
 	reqs := make([]*request, 0, len(c.pending))
