@@ -61,6 +61,7 @@ type config struct {
 	LogFormat      string
 	LogLevel       string
 	TailCheck      time.Duration
+	Projector      bool
 }
 
 func parse(args []string, getenv func(string) string, out io.Writer) (config, error) {
@@ -113,6 +114,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (config, er
 	fs.IntVar(&c.QueueSize, "send-queue", envInt("CHAT_SEND_QUEUE", 1024), "frames queued per connection before it is closed as a slow reader (CHAT_SEND_QUEUE)")
 	fs.DurationVar(&c.Shutdown, "shutdown-timeout", envDur("CHAT_SHUTDOWN_TIMEOUT", 10*time.Second), "graceful shutdown deadline (CHAT_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.TailCheck, "tail-check-interval", envDur("CHAT_TAIL_CHECK_INTERVAL", 2*time.Second), "how often rooms with clients are checked for a last event the live feed lost (CHAT_TAIL_CHECK_INTERVAL)")
+	fs.BoolVar(&c.Projector, "projector", getenv("NATS_URL") == "", "run the projector in this process (default on when embedded; a cluster runs cmd/projector) (CHAT_PROJECTOR)")
 	fs.StringVar(&c.LogFormat, "log-format", env("CHAT_LOG_FORMAT", ""), "text or json; default text in dev mode, json otherwise (CHAT_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("CHAT_LOG_LEVEL", "info"), "debug, info, warn or error (CHAT_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
@@ -121,10 +123,19 @@ func parse(args []string, getenv func(string) string, out io.Writer) (config, er
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	devSet := getenv("CHAT_DEV") != ""
-	fs.Visit(func(f *flag.Flag) { devSet = devSet || f.Name == "dev" })
+	devSet, projSet := getenv("CHAT_DEV") != "", false
+	if v, err := strconv.ParseBool(getenv("CHAT_PROJECTOR")); err == nil {
+		c.Projector, projSet = v, true
+	}
+	fs.Visit(func(f *flag.Flag) {
+		devSet = devSet || f.Name == "dev"
+		projSet = projSet || f.Name == "projector"
+	})
 	if !devSet {
 		c.Dev = c.NATSURL == "" // dev login only in the embedded default
+	}
+	if !projSet {
+		c.Projector = c.NATSURL == ""
 	}
 	return c, nil
 }
@@ -154,8 +165,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	logger := newLogger(c, stdout)
-	if c.MongoURL != "" || c.RedisURL != "" {
-		logger.Warn("MONGO_URL and REDIS_URL are not used by this version: projections and presence are not built yet")
+	if c.RedisURL != "" {
+		logger.Warn("REDIS_URL is not used by this version: presence and the recent cache are not built yet")
 	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -209,6 +220,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
+	hist, stopHistory, err := startHistory(ctx, c, log, logger)
+	if err != nil {
+		return fmt.Errorf("history projection: %w", err)
+	}
+	defer stopHistory()
+
 	secret, err := jwtSecret(c, logger)
 	if err != nil {
 		return err
@@ -233,6 +250,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	n := node.New(node.Config{
 		ID: nodeID, MaxRoomsPerConn: c.MaxRoomsConn, MaxConnsPerUser: c.MaxConnsUser,
 		SendRate: c.SendRate, SendBurst: c.SendBurst, TailCheckInterval: c.TailCheck,
+		History: hist,
 	}, log, log, logger)
 	onReconnect = n.CheckRooms
 

@@ -28,6 +28,7 @@ const (
 	FrameRead    = "read"    // {room, id, target}
 	FrameTyping  = "typing"  // {room}; also sent by the server: {room, user}
 	FramePing    = "ping"    // {ref}
+	FrameHistory = "history" // {room, before?, after?, limit?}; also the answer: {room, messages}
 )
 
 // Server frame types (FrameTyping is shared).
@@ -56,6 +57,9 @@ type ClientFrame struct {
 	User    string  `json:"user,omitempty"`
 	Name    string  `json:"name,omitempty"`
 	Private bool    `json:"private,omitempty"`
+	Before  uint64  `json:"before,omitempty"` // history
+	After   uint64  `json:"after,omitempty"`  // history
+	Limit   int     `json:"limit,omitempty"`  // history
 }
 
 // ServerFrame is any frame the server sends.
@@ -77,6 +81,8 @@ type ServerFrame struct {
 	Replayed  int    `json:"replayed,omitempty"`  // joined: events replayed after since
 
 	Event *Event `json:"event,omitempty"`
+
+	Messages any `json:"messages,omitempty"` // history: the page, oldest first
 
 	Code         string `json:"code,omitempty"` // error
 	Message      string `json:"message,omitempty"`

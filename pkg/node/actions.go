@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/projections/history"
 )
 
 // admit checks that user may read and write room. With join, a user's first
@@ -316,6 +317,42 @@ func (n *Node) RoomInfo(ctx context.Context, user, room string) (RoomView, error
 		return RoomView{}, err
 	}
 	return RoomView{Room: r, Head: head, Member: member}, nil
+}
+
+// History returns a page of a room's message history, if user may read the
+// room. The page reflects the history projection, which may trail the log
+// by the events it has not applied yet.
+func (n *Node) History(ctx context.Context, user, room string, p history.Page) ([]history.Message, error) {
+	if err := chat.ValidateRoomID(room); err != nil {
+		return nil, err
+	}
+	p, err := p.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	if err := n.admit(ctx, room, user, false); err != nil {
+		return nil, err
+	}
+	if n.cfg.History == nil {
+		return nil, chat.Errorf(chat.ErrUnavailable, "history is not served by this node")
+	}
+	msgs, err := n.cfg.History.Messages(ctx, room, p)
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w: %w", room, chat.ErrLogDown, err)
+	}
+	if msgs == nil {
+		msgs = []history.Message{}
+	}
+	return msgs, nil
+}
+
+func (s *Session) history(ctx context.Context, f chat.ClientFrame) error {
+	msgs, err := s.n.History(ctx, s.user, f.Room, history.Page{Before: f.Before, After: f.After, Limit: f.Limit})
+	if err != nil {
+		return err
+	}
+	s.reply(chat.ServerFrame{Type: chat.FrameHistory, Ref: f.Ref, Room: f.Room, Messages: msgs})
+	return nil
 }
 
 // Members lists a room's members, if user may read the room.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/projections/history"
 )
 
 // Log is the event log as the node uses it.
@@ -41,6 +42,11 @@ type Directory interface {
 	Members(ctx context.Context, room string) ([]chat.Member, error)
 }
 
+// History reads the message history projection.
+type History interface {
+	Messages(ctx context.Context, room string, p history.Page) ([]history.Message, error)
+}
+
 // Config holds a node's limits. Zero values take the defaults.
 type Config struct {
 	ID                string
@@ -49,6 +55,7 @@ type Config struct {
 	SendRate          float64       // actions per second per connection; default 50
 	SendBurst         int           // default 100
 	TailCheckInterval time.Duration // how often idle rooms are checked for a lost last event; default 2s
+	History           History       // nil: history is unavailable
 }
 
 func (c *Config) defaults() {

@@ -197,6 +197,8 @@ func (s *Session) Handle(ctx context.Context, f chat.ClientFrame) {
 		err = s.act(ctx, f)
 	case chat.FrameTyping:
 		err = s.typing(f)
+	case chat.FrameHistory:
+		err = s.history(ctx, f)
 	case chat.FrameHello:
 		err = chat.Errorf(chat.ErrBadRequest, "already authenticated")
 	default:

@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"strconv"
 
 	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/projections/history"
 	"github.com/labstack/echo/v4"
 )
 
@@ -115,6 +117,32 @@ func (s *Server) members(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"members": ms})
+}
+
+// messages serves a page of history: ?before=<seq> or ?after=<seq>, ?limit=.
+func (s *Server) messages(c echo.Context) error {
+	var p history.Page
+	for name, dst := range map[string]*uint64{"before": &p.Before, "after": &p.After} {
+		if v := c.QueryParam(name); v != "" {
+			n, err := chat.ParseSeq(v)
+			if err != nil {
+				return err
+			}
+			*dst = n
+		}
+	}
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return chat.Errorf(chat.ErrBadRequest, "limit must be a positive integer")
+		}
+		p.Limit = n
+	}
+	msgs, err := s.node.History(c.Request().Context(), userOf(c), c.Param("room"), p)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"room": c.Param("room"), "messages": msgs})
 }
 
 func (s *Server) invite(c echo.Context) error {

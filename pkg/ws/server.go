@@ -93,6 +93,7 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 	api.POST("/rooms", s.createRoom, s.authenticate)
 	api.GET("/rooms/:room", s.roomInfo, s.authenticate)
 	api.GET("/rooms/:room/members", s.members, s.authenticate)
+	api.GET("/rooms/:room/messages", s.messages, s.authenticate)
 	api.POST("/rooms/:room/members", s.invite, s.authenticate)
 	s.echo = e
 	return s

@@ -25,23 +25,23 @@ import (
 
 // Message is a message's current state.
 type Message struct {
-	Room   string
-	Seq    uint64 // the message.sent event's stream sequence: the message's key
-	ID     string // the client-chosen id, unique per (room, author)
-	Author string
-	Time   time.Time // when it was sent (UTC)
-	Text   string    // empty once deleted
-	Edited bool
+	Room   string    `json:"room"`
+	Seq    uint64    `json:"seq"`    // the message.sent event's stream sequence: the message's key
+	ID     string    `json:"id"`     // the client-chosen id, unique per (room, author)
+	Author string    `json:"author"` //
+	Time   time.Time `json:"ts"`     // when it was sent (UTC)
+	Text   string    `json:"text"`   // empty once deleted
+	Edited bool      `json:"edited,omitempty"`
 	// EditedAt is the last edit's time (UTC), zero if never edited.
-	EditedAt  time.Time
-	Deleted   bool
-	Reactions []Reaction // sorted by emoji; nil if none
+	EditedAt  time.Time  `json:"edited_at,omitzero"`
+	Deleted   bool       `json:"deleted,omitempty"`
+	Reactions []Reaction `json:"reactions,omitempty"` // sorted by emoji; nil if none
 }
 
 // Reaction is one emoji on a message and who added it.
 type Reaction struct {
-	Emoji string
-	Users []string // sorted, never empty
+	Emoji string   `json:"emoji"`
+	Users []string `json:"users"` // sorted, never empty
 }
 
 // Paging limits.
