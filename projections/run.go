@@ -67,9 +67,10 @@ func Run(ctx context.Context, feed Feed, version string, store Store, batch int)
 // seq) and events applied per second since the start.
 type Progress func(position, target uint64, rate float64)
 
-// CatchUp projects into store until it holds every event up to the stream's
-// last seq (measured again when reached, so events that arrive meanwhile
-// count too), then stops its consumer and returns.
+// CatchUp projects into store until it has caught up with the stream: its
+// position is within one batch of the stream's last seq, measured anew each
+// time (under steady traffic a live projection trails by about that much
+// too), then stops its consumer and returns.
 func CatchUp(ctx context.Context, feed Feed, version string, store Store, batch int, progress Progress) error {
 	start, err := store.Position(ctx)
 	if err != nil {
@@ -104,7 +105,7 @@ func CatchUp(ctx context.Context, feed Feed, version string, store Store, batch 
 		if progress != nil {
 			progress(pos, target, float64(pos-start)/time.Since(began).Seconds())
 		}
-		if pos >= target {
+		if pos+uint64(batch) >= target {
 			cancel()
 			<-done
 			return nil

@@ -194,13 +194,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}),
 	}
 	if c.NATSURL == "" {
-		srv, err := jetstream.RunServer(jetstream.ServerOptions{StoreDir: filepath.Join(c.DataDir, "nats"), Name: "chatd-embedded"})
+		// The embedded server also listens on loopback, with a token kept in
+		// the data dir, so that `projector --data-dir` can reach it.
+		token, err := secretFile(filepath.Join(c.DataDir, "nats-token"), logger)
+		if err != nil {
+			return err
+		}
+		srv, err := jetstream.RunServer(jetstream.ServerOptions{StoreDir: filepath.Join(c.DataDir, "nats"), Name: "chatd-embedded", Port: -1, Token: string(token)})
 		if err != nil {
 			return err
 		}
 		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-		logger.Info("embedded nats-server started", "store", filepath.Join(c.DataDir, "nats"))
-		natsOpts = append(natsOpts, nats.InProcessServer(srv))
+		urlFile := filepath.Join(c.DataDir, EmbeddedURLFile)
+		if err := os.WriteFile(urlFile, []byte(srv.ClientURL()+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", urlFile, err)
+		}
+		defer os.Remove(urlFile)
+		logger.Info("embedded nats-server started", "store", filepath.Join(c.DataDir, "nats"), "url", srv.ClientURL())
+		natsOpts = append(natsOpts, nats.InProcessServer(srv), nats.Token(string(token)))
 		nc, err = nats.Connect("", natsOpts...)
 		if err != nil {
 			return fmt.Errorf("connect embedded nats: %w", err)
@@ -298,6 +309,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return nil
 }
 
+// EmbeddedURLFile, in the data dir, holds the embedded nats-server's URL
+// while chatd runs; its token is in nats-token beside it.
+const EmbeddedURLFile = "nats.url"
+
 // jwtSecret returns the configured secret or, in the embedded default, one
 // generated once and kept in the data dir so tokens survive restarts.
 func jwtSecret(c config, logger *slog.Logger) ([]byte, error) {
@@ -307,7 +322,11 @@ func jwtSecret(c config, logger *slog.Logger) ([]byte, error) {
 	if c.NATSURL != "" {
 		return nil, errors.New("--jwt-secret (CHAT_JWT_SECRET) is required when joining a cluster: every node must share it")
 	}
-	path := filepath.Join(c.DataDir, "jwt-secret")
+	return secretFile(filepath.Join(c.DataDir, "jwt-secret"), logger)
+}
+
+// secretFile returns the secret kept at path, generating it on first use.
+func secretFile(path string, logger *slog.Logger) ([]byte, error) {
 	if b, err := os.ReadFile(path); err == nil && len(b) >= auth.MinSecretBytes {
 		return b, nil
 	}
@@ -315,9 +334,9 @@ func jwtSecret(c config, logger *slog.Logger) ([]byte, error) {
 	_, _ = rand.Read(b)
 	b = []byte(fmt.Sprintf("%x", b))
 	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("write jwt secret: %w", err)
+		return nil, fmt.Errorf("write secret: %w", err)
 	}
-	logger.Info("generated a JWT secret", "path", path)
+	logger.Info("generated a secret", "path", path)
 	return b, nil
 }
 

@@ -386,3 +386,22 @@ func (l *Log) Subscribe(room string, onEvent func(chat.Event), onTyping func(use
 func (l *Log) Typing(room, user string) error {
 	return l.nc.Publish(TypingPrefix+room, []byte(user))
 }
+
+// Attach opens the existing CHAT stream and room directory without changing
+// their configuration: for tools (the projector) that must not fight the
+// nodes over replicas or limits.
+func Attach(ctx context.Context, nc *nats.Conn) (*Log, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	stream, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s (has a chatd node started?): %w", StreamName, err)
+	}
+	kv, err := js.KeyValue(ctx, DirectoryName)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", DirectoryName, err)
+	}
+	return &Log{nc: nc, js: js, stream: stream, kv: kv}, nil
+}

@@ -13,6 +13,7 @@ type ServerOptions struct {
 	Port     int    // -1 picks a free port; 0 means in-process only (no TCP listener)
 	StoreDir string // JetStream file store
 	Name     string
+	Token    string // required from every client when set
 }
 
 // RunServer starts an embedded nats-server with JetStream on StoreDir and
@@ -20,14 +21,15 @@ type ServerOptions struct {
 // every event.
 func RunServer(o ServerOptions) (*server.Server, error) {
 	opts := &server.Options{
-		ServerName: o.Name,
-		Host:       o.Host,
-		Port:       o.Port,
-		JetStream:  true,
-		StoreDir:   o.StoreDir,
-		NoSigs:     true,
-		NoLog:      true,
-		MaxPayload: 1 << 20,
+		ServerName:    o.Name,
+		Host:          o.Host,
+		Port:          o.Port,
+		JetStream:     true,
+		StoreDir:      o.StoreDir,
+		NoSigs:        true,
+		NoLog:         true,
+		MaxPayload:    1 << 20,
+		Authorization: o.Token,
 	}
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
