@@ -107,3 +107,21 @@ func ValidateName(name string) error {
 	}
 	return nil
 }
+
+// Nanos stores a time as Unix nanoseconds (0 for the zero time): both stores
+// keep times this way, so they agree to the nanosecond (BSON dates hold
+// milliseconds only).
+func Nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// FromNanos is the inverse of Nanos, in UTC.
+func FromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}

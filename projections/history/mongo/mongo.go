@@ -137,7 +137,7 @@ func docID(room string, seq uint64) string { return fmt.Sprintf("%s:%020d", room
 func toDoc(m history.Message) doc {
 	d := doc{
 		ID: docID(m.Room, m.Seq), Room: m.Room, Seq: int64(m.Seq), ClientID: m.ID, Author: m.Author,
-		TS: nanos(m.Time), Text: m.Text, Edited: m.Edited, EditedAt: nanos(m.EditedAt), Deleted: m.Deleted,
+		TS: history.Nanos(m.Time), Text: m.Text, Edited: m.Edited, EditedAt: history.Nanos(m.EditedAt), Deleted: m.Deleted,
 	}
 	for _, r := range m.Reactions {
 		d.Reactions = append(d.Reactions, reaction{Emoji: r.Emoji, Users: r.Users})
@@ -148,7 +148,7 @@ func toDoc(m history.Message) doc {
 func (d doc) message() history.Message {
 	m := history.Message{
 		Room: d.Room, Seq: uint64(d.Seq), ID: d.ClientID, Author: d.Author,
-		Time: fromNanos(d.TS), Text: d.Text, Edited: d.Edited, EditedAt: fromNanos(d.EditedAt), Deleted: d.Deleted,
+		Time: history.FromNanos(d.TS), Text: d.Text, Edited: d.Edited, EditedAt: history.FromNanos(d.EditedAt), Deleted: d.Deleted,
 	}
 	for _, r := range d.Reactions {
 		m.Reactions = append(m.Reactions, history.Reaction{Emoji: r.Emoji, Users: r.Users})

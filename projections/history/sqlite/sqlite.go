@@ -174,7 +174,7 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
 	}
 	upsert, clearReacts, addReact := tx.StmtContext(ctx, s.upsert), tx.StmtContext(ctx, s.clearReacts), tx.StmtContext(ctx, s.addReact)
 	for _, m := range b.Messages {
-		if _, err := upsert.ExecContext(ctx, m.Room, int64(m.Seq), m.ID, m.Author, nanos(m.Time), m.Text, m.Edited, nanos(m.EditedAt), m.Deleted); err != nil {
+		if _, err := upsert.ExecContext(ctx, m.Room, int64(m.Seq), m.ID, m.Author, history.Nanos(m.Time), m.Text, m.Edited, history.Nanos(m.EditedAt), m.Deleted); err != nil {
 			return fmt.Errorf("apply history: write message %s/%d: %w", m.Room, m.Seq, err)
 		}
 		if _, err := clearReacts.ExecContext(ctx, m.Room, int64(m.Seq)); err != nil {
@@ -364,7 +364,7 @@ func scanMessages(rows *sql.Rows, err error) ([]history.Message, error) {
 		if err := rows.Scan(&m.Room, &seq, &m.ID, &m.Author, &ts, &m.Text, &m.Edited, &editedAt, &m.Deleted); err != nil {
 			return nil, err
 		}
-		m.Seq, m.Time, m.EditedAt = uint64(seq), fromNanos(ts), fromNanos(editedAt)
+		m.Seq, m.Time, m.EditedAt = uint64(seq), history.FromNanos(ts), history.FromNanos(editedAt)
 		ms = append(ms, m)
 	}
 	return ms, rows.Err()
@@ -405,16 +405,4 @@ func addReaction(rs []history.Reaction, emoji, user string) []history.Reaction {
 	return append(rs, history.Reaction{Emoji: emoji, Users: []string{user}})
 }
 
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
 
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
