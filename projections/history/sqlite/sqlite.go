@@ -404,5 +404,3 @@ func addReaction(rs []history.Reaction, emoji, user string) []history.Reaction {
 	}
 	return append(rs, history.Reaction{Emoji: emoji, Users: []string{user}})
 }
-
-
