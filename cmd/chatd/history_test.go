@@ -99,3 +99,66 @@ func TestHistoryProjection(t *testing.T) {
 		eve.expectError(`{"type":"history","room":"hidden"}`, chat.ErrForbidden)
 	})
 }
+
+// TestJoinWithLatestPage: a join without since but with a limit answers the
+// latest page from history, then replays what came after its newest message,
+// so the first event the client gets continues from the page.
+func TestJoinWithLatestPage(t *testing.T) {
+	t.Parallel()
+	js := testrig.RunJetStream(t)
+	n := startNode(t, js.URL, "", "--projector")
+	alice := helloRaw(t, n, "alice")
+	alice.send(`{"type":"create","ref":"c","room":"hist","id":"c"}`)
+	alice.until(chat.FrameAck)
+	alice.send(`{"type":"join","ref":"j","room":"hist"}`)
+	alice.until(chat.FrameJoined)
+	var seqs []uint64
+	for i := 0; i < 10; i++ {
+		alice.send(fmt.Sprintf(`{"type":"send","ref":"s%d","room":"hist","id":"m%d","text":"message %d"}`, i, i, i))
+		seqs = append(seqs, alice.until(chat.FrameAck).Seq)
+	}
+	getMessages(t, n, "alice", "", func(ms []history.Message) bool { return len(ms) == 10 })
+
+	bob := helloRaw(t, n, "bob")
+	bob.send(`{"type":"join","ref":"j","room":"hist","limit":4}`)
+	var replayed int
+	var joined chat.ServerFrame
+	prev := seqs[9] // the chain continues from the page's newest message
+	for {
+		f := bob.next()
+		if f.Type == chat.FrameEvent {
+			if f.Event.Prev != prev {
+				t.Fatalf("replayed event %d has prev %d, want %d", f.Event.Seq, f.Event.Prev, prev)
+			}
+			prev = f.Event.Seq
+			replayed++
+			continue
+		}
+		if f.Type == chat.FrameJoined {
+			joined = f
+			break
+		}
+	}
+	raw, _ := json.Marshal(joined.Messages)
+	var page []history.Message
+	_ = json.Unmarshal(raw, &page)
+	if len(page) != 4 || page[3].Seq != seqs[9] || page[0].Seq != seqs[6] {
+		t.Fatalf("joined page: %s", raw)
+	}
+	// bob's own member.joined came after the page's newest message: it is
+	// replayed or live, and chained to that message.
+	alice.send(`{"type":"send","ref":"x","room":"hist","id":"after","text":"after the page"}`)
+	for {
+		f := bob.next()
+		if f.Type != chat.FrameEvent {
+			continue
+		}
+		if f.Event.Prev != prev {
+			t.Fatalf("event %d has prev %d, want %d (replayed before joined: %d)", f.Event.Seq, f.Event.Prev, prev, replayed)
+		}
+		prev = f.Event.Seq
+		if f.Event.Text == "after the page" {
+			break
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/projections/history"
 )
 
 // Conn is a client connection as the node writes to it.
@@ -291,6 +292,17 @@ func (s *Session) subscribe(sub *roomSub, f chat.ClientFrame) error {
 		joined.Recovered = &rec
 		if rec {
 			cursor = *f.Since
+		}
+	} else if f.Limit > 0 && s.n.cfg.History != nil {
+		// The latest page from the history projection, then every event
+		// after its newest message from the log: the projection has
+		// applied everything up to that message, so page and replay join
+		// without a gap, whatever the projection's lag.
+		msgs, err := s.n.cfg.History.Messages(ctx, f.Room, history.Page{Limit: min(f.Limit, history.MaxLimit)})
+		if err != nil {
+			s.n.logger.Warn("latest page for join", "room", f.Room, "err", err)
+		} else if len(msgs) > 0 {
+			cursor, joined.Messages = msgs[len(msgs)-1].Seq, msgs
 		}
 	}
 	for {
