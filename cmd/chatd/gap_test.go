@@ -53,6 +53,23 @@ func metric(t *testing.T, n *testNode, name string) int {
 	return v
 }
 
+// metricPlain reads a metric without labels.
+func metricPlain(t *testing.T, n *testNode, name string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + n.Addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + name + ` (\d+)`).FindSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	v, _ := strconv.Atoi(string(m[1]))
+	return v
+}
+
 func TestLiveGapRepaired(t *testing.T) {
 	t.Parallel()
 	js := testrig.RunJetStream(t)
@@ -126,7 +143,7 @@ func TestLostTailRepaired(t *testing.T) {
 func TestPoisonEventKeepsChain(t *testing.T) {
 	t.Parallel()
 	js := testrig.RunJetStream(t)
-	n := startNode(t, js.URL, "")
+	n := startNode(t, js.URL, "", "--projector")
 	alice, bob := dial(t, n, "alice"), dial(t, n, "bob")
 	create(t, alice, "poison", false)
 	ctx := ctxT(t, 30*time.Second)
@@ -162,5 +179,11 @@ func TestPoisonEventKeepsChain(t *testing.T) {
 	}
 	if metric(t, n, "jetchat_invalid_events_total") != 2 {
 		t.Fatal("invalid events not counted")
+	}
+	// The projector skips them too, counts them, and goes on.
+	for deadline := time.Now().Add(10 * time.Second); metricPlain(t, n, "jetchat_projection_invalid_events_total") != 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("projector did not count the invalid events")
+		}
 	}
 }

@@ -269,6 +269,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Dev:            c.Dev,
 		AllowedOrigins: splitList(c.AllowedOrigins),
 		QueueSize:      c.QueueSize,
+		Collectors:     hist.collectors(),
 		Ready: func(context.Context) error {
 			if !nc.IsConnected() {
 				return errors.New("nats not connected")

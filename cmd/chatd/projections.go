@@ -9,11 +9,21 @@ import (
 	"github.com/jetchat/jetchat/projections"
 	"github.com/jetchat/jetchat/projections/history"
 	"github.com/jetchat/jetchat/projections/history/stores"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // liveHistory serves reads from the live version of the history projection.
 type liveHistory struct {
 	live *projections.Live[history.Store]
+	feed *jetstream.Feed
+}
+
+// collectors are the projection's metrics.
+func (h liveHistory) collectors() []prometheus.Collector {
+	return []prometheus.Collector{prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "jetchat_projection_invalid_events_total",
+		Help: "Undecodable events the in-process projector skipped.",
+	}, func() float64 { return float64(h.feed.Invalid.Load()) })}
 }
 
 func (h liveHistory) Messages(ctx context.Context, room string, p history.Page) ([]history.Message, error) {
@@ -39,6 +49,7 @@ func startHistory(ctx context.Context, c config, log *jetstream.Log, logger *slo
 		st.Close()
 		return liveHistory{}, nil, err
 	}
+	feed := log.Feed(logger)
 	pctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -46,7 +57,7 @@ func startHistory(ctx context.Context, c config, log *jetstream.Log, logger *slo
 		if !c.Projector {
 			return
 		}
-		err := projections.Follow(pctx, reg, log.Feed(logger), "history", func(v string) (projections.Store, error) {
+		err := projections.Follow(pctx, reg, feed, "history", func(v string) (projections.Store, error) {
 			return st.Version(pctx, v)
 		}, projections.DefaultBatch, logger)
 		if err != nil {
@@ -59,5 +70,5 @@ func startHistory(ctx context.Context, c config, log *jetstream.Log, logger *slo
 		_ = live.Store().Close()
 		st.Close()
 	}
-	return liveHistory{live: live}, stop, nil
+	return liveHistory{live: live, feed: feed}, stop, nil
 }

@@ -342,7 +342,7 @@ func (l *Log) Replay(ctx context.Context, room string, after, upto uint64, fn fu
 // for a body that is not a valid event of room.
 func DecodeStored(data []byte, room string) chat.Event {
 	ev, err := chat.DecodeBody(data)
-	if err != nil || ev.Room != room {
+	if err != nil || ev.Room != room || chat.ValidateRoomID(room) != nil {
 		return chat.Event{Type: chat.Invalid, Room: room}
 	}
 	return ev

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
@@ -15,6 +16,11 @@ import (
 type Feed struct {
 	log    *Log
 	logger *slog.Logger
+
+	// Invalid counts events that could not be decoded (or named a room
+	// that is not valid): they reach projections as chat.Invalid, which
+	// only advances their position.
+	Invalid atomic.Int64
 }
 
 // Feed returns the log's projection feed.
@@ -85,6 +91,10 @@ func (f *Feed) Run(ctx context.Context, durable string, position uint64, batch i
 			room := m.Subject()[len(RoomPrefix):]
 			ev := DecodeStored(m.Data(), room)
 			ev.Seq = md.Sequence.Stream
+			if ev.Type == chat.Invalid {
+				f.Invalid.Add(1)
+				f.logger.Warn("skipping an undecodable event", "consumer", durable, "seq", ev.Seq, "subject", m.Subject())
+			}
 			events = append(events, ev)
 			last = m
 		}

@@ -80,3 +80,65 @@ func TestFeed(t *testing.T) {
 		t.Fatalf("projected up to %d (%d events), stream at %d", got[len(got)-1], len(got), last)
 	}
 }
+
+// TestFeedPoison: events published by hand that are not valid events, or
+// name a room that is not valid, reach the projection as chat.Invalid (so
+// its position passes them), are counted, and nothing else stops.
+func TestFeedPoison(t *testing.T) {
+	t.Parallel()
+	l, srv := openLog(t)
+	ctx := context.Background()
+	nc := srv.Connect(t)
+	for subj, body := range map[string]string{
+		"chat.room.ok":   "{garbage",
+		"chat.room.BAD!": `{"id":"1","type":"message.sent","room":"BAD!","author":"x","text":"hi"}`,
+		"chat.room.ok2":  `{"id":"1","type":"message.sent","room":"other","author":"x","text":"cross-room"}`,
+	} {
+		if err := nc.Publish(subj, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := l.Append(ctx, msg("ok", "good", "fine"), false); err != nil {
+		t.Fatal(err)
+	}
+	feed := l.Feed(nil)
+	var mu sync.Mutex
+	var got []chat.Event
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		_ = feed.Run(rctx, "poison", 0, 10, func(_ context.Context, evs []chat.Event) error {
+			mu.Lock()
+			got = append(got, evs...)
+			mu.Unlock()
+			return nil
+		})
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d events", n)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	invalid := 0
+	for _, ev := range got {
+		if ev.Type == chat.Invalid {
+			invalid++
+			if ev.Seq == 0 {
+				t.Fatal("an invalid event lost its position")
+			}
+		} else if ev.Room != "ok" || ev.Text != "fine" {
+			t.Fatalf("unexpected event %+v", ev)
+		}
+	}
+	if invalid != 3 || feed.Invalid.Load() != 3 {
+		t.Fatalf("invalid=%d counted=%d, want 3", invalid, feed.Invalid.Load())
+	}
+}

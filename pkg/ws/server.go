@@ -34,6 +34,7 @@ type Config struct {
 	HelloTimeout   time.Duration
 	DevTokenTTL    time.Duration
 	Ready          func(ctx context.Context) error // readiness of the node's dependencies
+	Collectors     []prometheus.Collector          // more metrics for /metrics (the projector's)
 }
 
 func (c *Config) defaults() {
@@ -80,6 +81,7 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 	e.GET("/readyz", s.ready)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), newCollector(n))
+	reg.MustRegister(cfg.Collectors...)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	e.GET("/ws", s.serveWS)
 
