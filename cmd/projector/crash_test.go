@@ -14,8 +14,6 @@ import (
 	"github.com/jetchat/jetchat/pkg/chat"
 	"github.com/jetchat/jetchat/pkg/jetstream"
 	"github.com/jetchat/jetchat/pkg/testrig"
-	"github.com/jetchat/jetchat/projections"
-	"github.com/jetchat/jetchat/projections/history"
 	"github.com/jetchat/jetchat/projections/history/stores"
 )
 
@@ -102,38 +100,16 @@ func TestCrashSafety(t *testing.T) {
 	defer store.Close()
 	feed := log.Feed(nil)
 	last, _ := feed.LastSeq(ctx)
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if p, _ := store.Position(ctx); p >= last {
-			break
-		}
-		if time.Now().After(deadline) {
-			p, _ := store.Position(ctx)
-			t.Fatalf("projector stuck at %d of %d", p, last)
-		}
-	}
-	fresh := history.NewMemory()
-	fctx, fcancel := context.WithCancel(ctx)
-	defer fcancel()
-	go func() { _ = projections.Run(fctx, feed, "check", fresh, 1000) }()
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if p, _ := fresh.Position(ctx); p >= last {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("fresh fold stuck")
-		}
-	}
+	waitPosition(t, store, last, "the projector")
+	want := freshFold(t, feed, last)
 	got, err := store.Dump(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := fresh.Dump(ctx)
 	if !reflect.DeepEqual(got, want) {
-		diff := 0
 		for i := range min(len(got), len(want)) {
 			if !reflect.DeepEqual(got[i], want[i]) {
 				t.Errorf("first difference at %d:\n got %+v\nwant %+v", i, got[i], want[i])
-				diff++
 				break
 			}
 		}

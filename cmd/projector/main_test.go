@@ -148,27 +148,8 @@ func TestRebuildUnderLoad(t *testing.T) {
 	// After catch-up, history_v2 equals a fresh fold of the same log.
 	feed := log.Feed(nil)
 	last, _ := feed.LastSeq(ctx)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if p, _ := live.Store().Position(ctx); p >= last {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("history_v2 never caught up")
-		}
-	}
-	fresh := history.NewMemory()
-	fctx, fcancel := context.WithCancel(ctx)
-	defer fcancel()
-	go func() { _ = projections.Run(fctx, feed, "check", fresh, 700) }()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if p, _ := fresh.Position(ctx); p >= last {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the fresh fold never caught up")
-		}
-	}
-	want, _ := fresh.Dump(ctx)
+	waitPosition(t, live.Store(), last, "history_v2")
+	want := freshFold(t, feed, last)
 	got, _ := live.Store().Dump(ctx)
 	if len(got) != int(appended.Load()) || !reflect.DeepEqual(got, want) {
 		t.Fatalf("history_v2 (%d messages) differs from a fresh fold (%d; appended %d)", len(got), len(want), appended.Load())
