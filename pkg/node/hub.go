@@ -172,8 +172,11 @@ func (h *hub) checkTail(minIdle time.Duration) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.closed && h.last < head && h.repair(head) {
+	if !h.closed && h.last < head {
+		// Counted when found, before the repair delivers it: a client that
+		// sees the event must find it counted.
 		h.n.Stats.TailRepairs.Add(1)
+		h.repair(head)
 	}
 }
 
