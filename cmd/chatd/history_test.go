@@ -31,8 +31,10 @@ func getMessages(t *testing.T, n *testNode, user, query string, check func([]his
 	}
 }
 
-func TestHistoryProjection(t *testing.T) {
-	t.Parallel()
+// historyRoom starts a node with its projector, and alice creates the room
+// "hist", joins it and sends count messages; it returns their seqs.
+func historyRoom(t *testing.T, count int) (*testNode, *rawConn, []uint64) {
+	t.Helper()
 	js := testrig.RunJetStream(t)
 	n := startNode(t, js.URL, "", "--projector")
 	alice := helloRaw(t, n, "alice")
@@ -41,10 +43,16 @@ func TestHistoryProjection(t *testing.T) {
 	alice.send(`{"type":"join","ref":"j","room":"hist"}`)
 	alice.until(chat.FrameJoined)
 	var seqs []uint64
-	for i := 0; i < 12; i++ {
+	for i := 0; i < count; i++ {
 		alice.send(fmt.Sprintf(`{"type":"send","ref":"s%d","room":"hist","id":"m%d","text":"message %d"}`, i, i, i))
 		seqs = append(seqs, alice.until(chat.FrameAck).Seq)
 	}
+	return n, alice, seqs
+}
+
+func TestHistoryProjection(t *testing.T) {
+	t.Parallel()
+	n, alice, seqs := historyRoom(t, 12)
 	alice.send(fmt.Sprintf(`{"type":"edit","ref":"e","room":"hist","id":"e1","target":%d,"text":"edited"}`, seqs[0]))
 	alice.until(chat.FrameAck)
 	alice.send(fmt.Sprintf(`{"type":"delete","ref":"d","room":"hist","id":"d1","target":%d}`, seqs[1]))
@@ -105,18 +113,7 @@ func TestHistoryProjection(t *testing.T) {
 // so the first event the client gets continues from the page.
 func TestJoinWithLatestPage(t *testing.T) {
 	t.Parallel()
-	js := testrig.RunJetStream(t)
-	n := startNode(t, js.URL, "", "--projector")
-	alice := helloRaw(t, n, "alice")
-	alice.send(`{"type":"create","ref":"c","room":"hist","id":"c"}`)
-	alice.until(chat.FrameAck)
-	alice.send(`{"type":"join","ref":"j","room":"hist"}`)
-	alice.until(chat.FrameJoined)
-	var seqs []uint64
-	for i := 0; i < 10; i++ {
-		alice.send(fmt.Sprintf(`{"type":"send","ref":"s%d","room":"hist","id":"m%d","text":"message %d"}`, i, i, i))
-		seqs = append(seqs, alice.until(chat.FrameAck).Seq)
-	}
+	n, alice, seqs := historyRoom(t, 10)
 	getMessages(t, n, "alice", "", func(ms []history.Message) bool { return len(ms) == 10 })
 
 	bob := helloRaw(t, n, "bob")
