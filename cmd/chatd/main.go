@@ -25,6 +25,7 @@ import (
 	"github.com/jetchat/jetchat/pkg/chat"
 	"github.com/jetchat/jetchat/pkg/jetstream"
 	"github.com/jetchat/jetchat/pkg/node"
+	"github.com/jetchat/jetchat/pkg/web"
 	"github.com/jetchat/jetchat/pkg/ws"
 	"github.com/nats-io/nats.go"
 )
@@ -270,6 +271,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		AllowedOrigins: splitList(c.AllowedOrigins),
 		QueueSize:      c.QueueSize,
 		Collectors:     hist.collectors(),
+		Static:         web.Handler(),
 		Ready: func(context.Context) error {
 			if !nc.IsConnected() {
 				return errors.New("nats not connected")

@@ -35,6 +35,7 @@ type Config struct {
 	DevTokenTTL    time.Duration
 	Ready          func(ctx context.Context) error // readiness of the node's dependencies
 	Collectors     []prometheus.Collector          // more metrics for /metrics (the projector's)
+	Static         http.Handler                    // served for every other GET (the web client); nil: none
 }
 
 func (c *Config) defaults() {
@@ -97,6 +98,9 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 	api.GET("/rooms/:room/members", s.members, s.authenticate)
 	api.GET("/rooms/:room/messages", s.messages, s.authenticate)
 	api.POST("/rooms/:room/members", s.invite, s.authenticate)
+	if cfg.Static != nil {
+		e.GET("/*", echo.WrapHandler(cfg.Static))
+	}
 	s.echo = e
 	return s
 }
