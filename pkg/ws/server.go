@@ -97,6 +97,7 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 	api.GET("/rooms/:room", s.roomInfo, s.authenticate)
 	api.GET("/rooms/:room/members", s.members, s.authenticate)
 	api.GET("/rooms/:room/messages", s.messages, s.authenticate)
+	api.GET("/rooms/:room/presence", s.presence, s.authenticate)
 	api.POST("/rooms/:room/members", s.invite, s.authenticate)
 	if cfg.Static != nil {
 		e.GET("/*", echo.WrapHandler(cfg.Static))
