@@ -28,6 +28,9 @@ func randomEvents(rng *rand.Rand, first uint64, n int) []chat.Event {
 		}
 		e.Type = []chat.EventType{chat.RoomCreated, chat.MemberJoined, chat.MemberJoined, chat.MemberLeft,
 			chat.MessageSent, chat.MessageSent, chat.MessageSent, chat.MessageDeleted, chat.ReadMoved, chat.ReadMoved, chat.Invalid}[rng.IntN(11)]
+		if e.Type == chat.ReadMoved && rng.IntN(2) == 0 {
+			e.Target = seq + 1 + rng.Uint64N(30) // beyond the event: a buggy or hostile client
+		}
 		evs = append(evs, e)
 	}
 	return evs
