@@ -57,7 +57,7 @@ func TestWALAndIndexedQueries(t *testing.T) {
 	for q, args := range map[string][]any{
 		sqlite.UnreadQuery: {"a", 5, "ann"},
 		`SELECT room, read FROM {N}_markers WHERE user = ? ORDER BY room`: {"ann"},
-		`SELECT read FROM {N}_markers WHERE room = ? AND user = ?`:       {"a", "ann"},
+		`SELECT read FROM {N}_markers WHERE room = ? AND user = ?`:        {"a", "ann"},
 	} {
 		q = strings.ReplaceAll(q, "{N}", "reads_v1")
 		rows, err := db.Query(`EXPLAIN QUERY PLAN `+q, args...)
