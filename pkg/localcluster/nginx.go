@@ -10,6 +10,9 @@ var (
 	beginMarker  = regexp.MustCompile(`(?m)^[ \t]*# BEGIN UPSTREAMS[^\n]*\n`)
 	endMarker    = regexp.MustCompile(`(?m)^[ \t]*# END UPSTREAMS`)
 	upstreamLine = regexp.MustCompile(`(?m)^(\s*)server\s+\S+(\s.*)?;\s*$`)
+	// Directives, not the comments that mention them.
+	listenLine    = regexp.MustCompile(`(?m)^([ \t]*)listen 8080;`)
+	accessLogLine = regexp.MustCompile(`(?m)^([ \t]*)access_log /dev/stdout`)
 )
 
 // RenderNGINX renders the repository's nginx.conf to run outside Docker: the
@@ -35,10 +38,10 @@ func RenderNGINX(conf string, upstreams []string, listen string) (string, error)
 		fmt.Fprintf(&b, "%sserver %s%s;\n", m[1], u, strings.TrimSuffix(m[2], ";"))
 	}
 	out := conf[:begin] + b.String() + conf[end:]
-	if !strings.Contains(out, "listen 8080;") {
-		return "", fmt.Errorf("nginx.conf has no 'listen 8080;' line to render")
+	if n := len(listenLine.FindAllStringIndex(out, -1)); n != 1 {
+		return "", fmt.Errorf("nginx.conf has %d 'listen 8080;' lines to render, want 1", n)
 	}
-	out = strings.Replace(out, "listen 8080;", "listen "+listen+";", 1)
-	out = strings.Replace(out, "access_log /dev/stdout", "access_log access.log", 1)
+	out = listenLine.ReplaceAllString(out, "${1}listen "+listen+";")
+	out = accessLogLine.ReplaceAllString(out, "${1}access_log access.log")
 	return out, nil
 }
