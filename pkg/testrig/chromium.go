@@ -76,7 +76,9 @@ func RunBrowser(tb testing.TB) context.Context {
 	// The first Run starts the browser; it must run on ctx itself, whose
 	// lifetime is the browser's, so watch the deadline from the side.
 	errc := make(chan error, 1)
-	go func() { errc <- chromedp.Do(ctx, chromedp.Navigate("about:blank"), chromedp.EmulateViewport(1280, 800)) }()
+	go func() {
+		errc <- chromedp.Do(ctx, chromedp.Navigate("about:blank"), chromedp.EmulateViewport(1280, 800))
+	}()
 	select {
 	case err := <-errc:
 		if err != nil {

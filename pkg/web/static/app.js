@@ -201,7 +201,7 @@ function onJoined(r, j) {
   }
   if (!j.recovered) { r.msgs.clear(); r.oldest = 0; r.hasMore = true; r.loadedOnce = false; }
   // Resumed with since (reload or first load with a stored position): fill what came before it.
-  if (!r.loadedOnce && !j.messages) loadOlder(r, j.resumed ? j.since + 1 : 0);
+  if (!r.loadedOnce && !j.messages) loadOlder(r, j.resumed && j.recovered ? j.since + 1 : 0);
   r.loadedOnce = r.loadedOnce || !!j.messages;
   if (!j.messages && j.resumed && r.msgs.size === 0 && !r.hasMore) r.loadedOnce = true;
   for (const p of client.pending(r.id)) if (p.type === "send" && !r.pendings.has(p.id) && !hasMsgId(r, p.id)) {
