@@ -482,3 +482,23 @@ func TestBrowserXSS(t *testing.T) {
 	}
 	alice.screenshot("alice")
 }
+
+// TestBrowserGapRepaired: an event lost between the socket and the SDK (the
+// page drops one frame on purpose) is found by the prev-chain check and
+// repaired by unsubscribe + join with since: the page still shows every
+// message once, in order, and the SDK reports the gap once.
+func TestBrowserGapRepaired(t *testing.T) {
+	_, _, bob, alice := resumeRoom(t)
+	alice.run(`const c = jetchatApp.client, deliver = c.event.bind(c); let lost = false;
+		c.event = (ws, e) => { if (!lost && e.text === "m050") { lost = true; return } deliver(ws, e) }`)
+	sendMany(t, bob, "resume", 0, 100)
+	alice.wait(msgWith("m099"), 10*time.Second)
+	alice.wait(`document.querySelectorAll('#message-list li[data-author="bob"]').length >= 100`, 5*time.Second)
+	if got := alice.texts(); !slices.Equal(got, wantRun(0, 100)) {
+		t.Fatalf("the page shows %v", got)
+	}
+	errs := eval[[]string](alice, `chainErrors`)
+	if len(errs) != 1 || !strings.HasPrefix(errs[0], "gap in room resume") {
+		t.Fatalf("chain reports: %v", errs)
+	}
+}

@@ -46,7 +46,7 @@ function newRoomView(info) {
     /** @type {Set<string>|null} */ online: null,
     members: /** @type {string[]|null} */ (null),
     /** @type {Map<number, Object[]>} */ orphans: new Map(),
-    editing: 0,
+    editing: 0, lastRead: 0, readTimer: 0,
   };
 }
 
@@ -486,14 +486,23 @@ function atBottom() {
 }
 function pageVisible() { return document.visibilityState !== "hidden"; }
 
-/** Sends read when the newest message is visible. */
+/**
+ * Sends read when the newest message is visible. Each read is an event every
+ * member receives: at most one per room every 500 ms (the last one is sent).
+ */
 function markRead(r) {
   if (!r.joined || !pageVisible() || !atBottom() || $("messages").hidden) return;
+  const wait = (r.lastRead || 0) + 500 - Date.now();
+  if (wait > 0) {
+    if (!r.readTimer) r.readTimer = setTimeout(() => { r.readTimer = 0; if (r.id === active) markRead(r); }, wait);
+    return;
+  }
   let newest = 0;
   for (const seq of r.msgs.keys()) if (seq > newest) newest = seq;
   if (newest > r.read) {
     r.read = newest;
     r.unread = 0;
+    r.lastRead = Date.now();
     client.read(r.id, newest).catch(() => { /* retried by the client; final errors are harmless */ });
     renderRooms();
   } else if (r.unread) { r.unread = 0; renderRooms(); }
