@@ -5,9 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/jetchat/jetchat/pkg/localcluster"
 )
 
 // RepoFile returns the path of a file at the repository's root.
@@ -31,40 +32,12 @@ func Need(tb testing.TB, program, debianPackage string) string {
 	return path
 }
 
-var (
-	beginMarker = regexp.MustCompile(`(?m)^[ \t]*# BEGIN UPSTREAMS[^\n]*\n`)
-	endMarker   = regexp.MustCompile(`(?m)^[ \t]*# END UPSTREAMS`)
-)
-
-var upstreamLine = regexp.MustCompile(`(?m)^(\s*)server\s+\S+(\s.*)?;\s*$`)
-
 // RenderNGINX renders the repository's nginx.conf for a test: the servers
 // between "# BEGIN UPSTREAMS" and "# END UPSTREAMS" become upstreams, and the
-// server listens on listen (host:port).
+// server listens on listen (host:port). The rendering lives in localcluster,
+// which the dev tool shares without linking package testing.
 func RenderNGINX(conf string, upstreams []string, listen string) (string, error) {
-	bl := beginMarker.FindStringIndex(conf)
-	el := endMarker.FindStringIndex(conf)
-	if bl == nil || el == nil || el[0] < bl[1] {
-		return "", fmt.Errorf("nginx.conf lacks the # BEGIN UPSTREAMS / # END UPSTREAMS markers")
-	}
-	begin, end := bl[0], el[0]
-	block := conf[bl[1]:end]
-	m := upstreamLine.FindStringSubmatch(block)
-	if m == nil {
-		return "", fmt.Errorf("no server line between the upstream markers")
-	}
-	var b strings.Builder
-	b.WriteString(conf[bl[0]:bl[1]])
-	for _, u := range upstreams {
-		fmt.Fprintf(&b, "%sserver %s%s;\n", m[1], u, strings.TrimSuffix(m[2], ";"))
-	}
-	out := conf[:begin] + b.String() + conf[end:]
-	if !strings.Contains(out, "listen 8080;") {
-		return "", fmt.Errorf("nginx.conf has no 'listen 8080;' line to render")
-	}
-	out = strings.Replace(out, "listen 8080;", "listen "+listen+";", 1)
-	out = strings.Replace(out, "access_log /dev/stdout", "access_log access.log", 1)
-	return out, nil
+	return localcluster.RenderNGINX(conf, upstreams, listen)
 }
 
 // CheckNGINX renders conf into a temp prefix and runs nginx -t on it.

@@ -1,0 +1,4 @@
+package sqlite
+
+// UnreadQuery is the unread count's query, for the query plan test.
+const UnreadQuery = unreadQuery

@@ -1,0 +1,409 @@
+// Package sqlite stores the read-marker read model in an SQLite file: the
+// embedded default's store (modernc.org/sqlite, no cgo).
+//
+// A version named N ("reads_v1") owns three tables:
+//
+//	N_markers   (room, user) PRIMARY KEY, read; WITHOUT ROWID
+//	  index N_markers_user (user, room, read): a user's markers (All), covered
+//	N_messages  (room, seq) PRIMARY KEY, author; WITHOUT ROWID: the messages
+//	            that count as unread, counted by a range of the key
+//	N_position  one row: the seq of the last event applied
+//
+// An unread count is SELECT count(*) FROM (SELECT 1 FROM N_messages WHERE
+// room = ? AND seq > ? AND author <> ? LIMIT 1000): a range of the primary
+// key that stops at reads.MaxUnread rows, however large the room.
+//
+// Apply folds a batch with reads.Fold and writes what it changed and the new
+// position in one IMMEDIATE transaction, so data and position never
+// disagree. The database runs in WAL mode with a busy timeout; writes go
+// through one connection, reads through a separate pool that WAL lets run
+// beside it.
+//
+// The package never decides what an event means: that is reads.Fold's job.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/projections/reads"
+)
+
+// Store is one named version of the read-marker model in an SQLite file.
+type Store struct {
+	name string
+	w, r *sql.DB // w: one connection, BEGIN IMMEDIATE; r: the readers
+
+	getPos, setPos                       *sql.Stmt // on w
+	loadMarker, loadMessage              *sql.Stmt // on w, for Fold's loader
+	putMarker, delMarker, putMsg, delMsg *sql.Stmt // on w
+	marker, markersOf, unread            *sql.Stmt // on r
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ reads.Store = (*Store)(nil)
+
+const busyTimeout = 10 * time.Second
+
+// Open opens (creating if needed) the version name of the reads store in the
+// SQLite file at path. The path must not hold '?' or '#'.
+func Open(ctx context.Context, path, name string) (*Store, error) {
+	if err := reads.ValidateName(name); err != nil {
+		return nil, err
+	}
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("open reads store: bad sqlite path %q", path)
+	}
+	common := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)", path, busyTimeout.Milliseconds())
+	s := &Store{name: name}
+	var err error
+	if s.w, err = sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_txlock=immediate"); err != nil {
+		return nil, fmt.Errorf("open reads store %s: %w", path, err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetConnMaxIdleTime(0)
+	if err := s.init(ctx); err != nil {
+		_ = s.w.Close()
+		return nil, fmt.Errorf("open reads store %s (%s): %w", path, name, err)
+	}
+	if s.r, err = sql.Open("sqlite", common+"&_pragma=query_only(1)"); err != nil {
+		_ = s.w.Close()
+		return nil, fmt.Errorf("open reads store %s: %w", path, err)
+	}
+	s.r.SetMaxOpenConns(8)
+	if err := s.prepare(ctx); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("open reads store %s (%s): %w", path, name, err)
+	}
+	return s, nil
+}
+
+func (s *Store) init(ctx context.Context) error {
+	_, err := s.w.ExecContext(ctx, s.sql(`
+CREATE TABLE IF NOT EXISTS {N}_markers (
+	room TEXT    NOT NULL,
+	user TEXT    NOT NULL,
+	read INTEGER NOT NULL,
+	PRIMARY KEY (room, user)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {N}_markers_user ON {N}_markers (user, room, read);
+CREATE TABLE IF NOT EXISTS {N}_messages (
+	room   TEXT    NOT NULL,
+	seq    INTEGER NOT NULL,
+	author TEXT    NOT NULL,
+	PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {N}_position (
+	id       INTEGER PRIMARY KEY CHECK (id = 1),
+	position INTEGER NOT NULL
+);`))
+	return err
+}
+
+// unreadQuery counts the unread messages of a marker, stopping at
+// reads.MaxUnread.
+const unreadQuery = `SELECT count(*) FROM (SELECT 1 FROM {N}_messages WHERE room = ? AND seq > ? AND author <> ? LIMIT 1000)`
+
+func init() {
+	if !strings.Contains(unreadQuery, fmt.Sprintf("LIMIT %d)", reads.MaxUnread)) {
+		panic("reads/sqlite: unreadQuery's limit is not reads.MaxUnread")
+	}
+}
+
+func (s *Store) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		db    *sql.DB
+		stmt  **sql.Stmt
+		query string
+	}{
+		{s.w, &s.getPos, `SELECT position FROM {N}_position WHERE id = 1`},
+		{s.w, &s.setPos, `INSERT INTO {N}_position (id, position) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET position = excluded.position`},
+		{s.w, &s.loadMarker, `SELECT read FROM {N}_markers WHERE room = ? AND user = ?`},
+		{s.w, &s.loadMessage, `SELECT author FROM {N}_messages WHERE room = ? AND seq = ?`},
+		{s.w, &s.putMarker, `INSERT INTO {N}_markers (room, user, read) VALUES (?, ?, ?) ON CONFLICT (room, user) DO UPDATE SET read = excluded.read`},
+		{s.w, &s.delMarker, `DELETE FROM {N}_markers WHERE room = ? AND user = ?`},
+		{s.w, &s.putMsg, `INSERT INTO {N}_messages (room, seq, author) VALUES (?, ?, ?) ON CONFLICT (room, seq) DO UPDATE SET author = excluded.author`},
+		{s.w, &s.delMsg, `DELETE FROM {N}_messages WHERE room = ? AND seq = ?`},
+		{s.r, &s.marker, `SELECT read FROM {N}_markers WHERE room = ? AND user = ?`},
+		{s.r, &s.markersOf, `SELECT room, read FROM {N}_markers WHERE user = ? ORDER BY room`},
+		{s.r, &s.unread, unreadQuery},
+	} {
+		st, err := p.db.PrepareContext(ctx, s.sql(p.query))
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", p.query, err)
+		}
+		*p.stmt = st
+	}
+	return nil
+}
+
+// sql puts the version's name in a query: validated, so safe to splice.
+func (s *Store) sql(q string) string { return strings.ReplaceAll(q, "{N}", s.name) }
+
+// Apply implements reads.Store: one transaction per batch.
+func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("apply reads: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	pos, err := position(ctx, tx.StmtContext(ctx, s.getPos))
+	if err != nil {
+		return fmt.Errorf("apply reads: %w", err)
+	}
+	b, err := reads.Fold(ctx, pos, events, func(ctx context.Context, l reads.Lookup) (reads.State, error) {
+		return s.load(ctx, tx, l)
+	})
+	if err != nil {
+		return fmt.Errorf("apply reads: %w", err)
+	}
+	if b.Position == pos {
+		return tx.Rollback()
+	}
+	exec := func(st *sql.Stmt, what string, args ...any) error {
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("apply reads: %s %v: %w", what, args, err)
+		}
+		return nil
+	}
+	for _, m := range b.Markers {
+		if err := exec(s.putMarker, "write marker", m.Room, m.User, int64(m.Read)); err != nil {
+			return err
+		}
+	}
+	for _, k := range b.Removed {
+		if err := exec(s.delMarker, "remove marker", k.Room, k.User); err != nil {
+			return err
+		}
+	}
+	for _, m := range b.Messages {
+		if err := exec(s.putMsg, "write message", m.Room, int64(m.Seq), m.Author); err != nil {
+			return err
+		}
+	}
+	for _, k := range b.Deleted {
+		if err := exec(s.delMsg, "remove message", k.Room, int64(k.Seq)); err != nil {
+			return err
+		}
+	}
+	if err := exec(s.setPos, "write position", int64(b.Position)); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("apply reads: commit: %w", err)
+	}
+	return nil
+}
+
+// load is Fold's loader: primary-key lookups in the write transaction.
+func (s *Store) load(ctx context.Context, tx *sql.Tx, l reads.Lookup) (reads.State, error) {
+	var st reads.State
+	marker, message := tx.StmtContext(ctx, s.loadMarker), tx.StmtContext(ctx, s.loadMessage)
+	for _, k := range l.Markers {
+		var read int64
+		switch err := marker.QueryRowContext(ctx, k.Room, k.User).Scan(&read); {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return reads.State{}, err
+		default:
+			st.Markers = append(st.Markers, reads.Marker{Room: k.Room, User: k.User, Read: uint64(read)})
+		}
+	}
+	for _, k := range l.Messages {
+		var author string
+		switch err := message.QueryRowContext(ctx, k.Room, int64(k.Seq)).Scan(&author); {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return reads.State{}, err
+		default:
+			st.Messages = append(st.Messages, reads.Message{Room: k.Room, Seq: k.Seq, Author: author})
+		}
+	}
+	return st, nil
+}
+
+// Position implements reads.Store.
+func (s *Store) Position(ctx context.Context) (uint64, error) {
+	pos, err := position(ctx, s.getPos)
+	if err != nil {
+		return 0, fmt.Errorf("reads position: %w", err)
+	}
+	return pos, nil
+}
+
+func position(ctx context.Context, st *sql.Stmt) (uint64, error) {
+	var pos int64
+	err := st.QueryRowContext(ctx).Scan(&pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return uint64(pos), err
+}
+
+// Markers implements reads.Store: a key lookup and a bounded count per room,
+// in one read transaction.
+func (s *Store) Markers(ctx context.Context, user string, rooms []string) (map[string]reads.Marker, error) {
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read markers: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	marker, unread := tx.StmtContext(ctx, s.marker), tx.StmtContext(ctx, s.unread)
+	out := make(map[string]reads.Marker, len(rooms))
+	for _, room := range rooms {
+		var read int64
+		switch err := marker.QueryRowContext(ctx, room, user).Scan(&read); {
+		case errors.Is(err, sql.ErrNoRows):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("read markers: %w", err)
+		}
+		m := reads.Marker{Room: room, User: user, Read: uint64(read)}
+		if err := unread.QueryRowContext(ctx, room, read, user).Scan(&m.Unread); err != nil {
+			return nil, fmt.Errorf("read markers: count unread in %s: %w", room, err)
+		}
+		out[room] = m
+	}
+	return out, nil
+}
+
+// All implements reads.Store: the user's markers from N_markers_user, then a
+// bounded count per room, in one read transaction.
+func (s *Store) All(ctx context.Context, user string) ([]reads.Marker, error) {
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read markers: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	rows, err := tx.StmtContext(ctx, s.markersOf).QueryContext(ctx, user)
+	ms, err := scanMarkers(user, rows, err)
+	if err != nil {
+		return nil, fmt.Errorf("read markers of %s: %w", user, err)
+	}
+	if err := s.count(ctx, tx, ms); err != nil {
+		return nil, fmt.Errorf("read markers of %s: %w", user, err)
+	}
+	return ms, nil
+}
+
+func (s *Store) count(ctx context.Context, tx *sql.Tx, ms []reads.Marker) error {
+	unread := tx.StmtContext(ctx, s.unread)
+	for i, m := range ms {
+		if err := unread.QueryRowContext(ctx, m.Room, int64(m.Read), m.User).Scan(&ms[i].Unread); err != nil {
+			return fmt.Errorf("count unread in %s: %w", m.Room, err)
+		}
+	}
+	return nil
+}
+
+// scanMarkers reads (room, read) rows of user's markers.
+func scanMarkers(user string, rows *sql.Rows, err error) ([]reads.Marker, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ms []reads.Marker
+	for rows.Next() {
+		m := reads.Marker{User: user}
+		var read int64
+		if err := rows.Scan(&m.Room, &read); err != nil {
+			return nil, err
+		}
+		m.Read = uint64(read)
+		ms = append(ms, m)
+	}
+	return ms, rows.Err()
+}
+
+// Dump implements reads.Store.
+func (s *Store) Dump(ctx context.Context) (reads.Snapshot, error) {
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return reads.Snapshot{}, fmt.Errorf("reads dump: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var snap reads.Snapshot
+	err = func() error {
+		rows, err := tx.QueryContext(ctx, s.sql(`SELECT room, user, read FROM {N}_markers ORDER BY room, user`))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m reads.Marker
+			var read int64
+			if err := rows.Scan(&m.Room, &m.User, &read); err != nil {
+				return err
+			}
+			m.Read = uint64(read)
+			snap.Markers = append(snap.Markers, m)
+		}
+		return rows.Err()
+	}()
+	if err == nil {
+		err = s.count(ctx, tx, snap.Markers)
+	}
+	if err != nil {
+		return reads.Snapshot{}, fmt.Errorf("reads dump: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, s.sql(`SELECT room, seq, author FROM {N}_messages ORDER BY room, seq`))
+	if err != nil {
+		return reads.Snapshot{}, fmt.Errorf("reads dump: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m reads.Message
+		var seq int64
+		if err := rows.Scan(&m.Room, &seq, &m.Author); err != nil {
+			return reads.Snapshot{}, fmt.Errorf("reads dump: %w", err)
+		}
+		m.Seq = uint64(seq)
+		snap.Messages = append(snap.Messages, m)
+	}
+	if err := rows.Err(); err != nil {
+		return reads.Snapshot{}, fmt.Errorf("reads dump: %w", err)
+	}
+	return snap, nil
+}
+
+// Drop implements reads.Store: it drops the version's tables. The store must
+// be closed afterwards; opening the name again starts it empty.
+func (s *Store) Drop(ctx context.Context) error {
+	_, err := s.w.ExecContext(ctx, s.sql(`DROP TABLE IF EXISTS {N}_markers; DROP TABLE IF EXISTS {N}_messages; DROP TABLE IF EXISTS {N}_position;`))
+	if err != nil {
+		return fmt.Errorf("drop reads %s: %w", s.name, err)
+	}
+	return nil
+}
+
+// Close implements reads.Store; it may be called more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		for _, st := range []*sql.Stmt{s.getPos, s.setPos, s.loadMarker, s.loadMessage, s.putMarker, s.delMarker, s.putMsg, s.delMsg, s.marker, s.markersOf, s.unread} {
+			if st != nil {
+				_ = st.Close()
+			}
+		}
+		var errs []error
+		if s.r != nil {
+			errs = append(errs, s.r.Close())
+		}
+		errs = append(errs, s.w.Close())
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}

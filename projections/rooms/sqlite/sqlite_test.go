@@ -1,0 +1,88 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jetchat/jetchat/projections/rooms"
+	"github.com/jetchat/jetchat/projections/rooms/sqlite"
+	"github.com/jetchat/jetchat/projections/rooms/storetest"
+)
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Open {
+		path := filepath.Join(t.TempDir(), "projections.db")
+		return func(name string) rooms.Store {
+			s, err := sqlite.Open(context.Background(), path, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+	})
+}
+
+func TestOpenErrBadName(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"", "Rooms", "r; DROP TABLE x", "1r"} {
+		if s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "x.db"), name); err == nil {
+			_ = s.Close()
+			t.Errorf("Open with name %q: no error", name)
+		}
+	}
+}
+
+// TestWALAndIndexedQueries: the file runs in WAL mode, and every query a
+// reader or the loader runs is served by a key or an index, never a scan of
+// a whole table.
+func TestWALAndIndexedQueries(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "p.db")
+	s, err := sqlite.Open(context.Background(), path, "rooms_v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var mode string
+	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal_mode %q (%v), want wal", mode, err)
+	}
+	for _, q := range []string{
+		sqlite.ListQuery,
+		`SELECT count(*) FROM rooms_v1_members WHERE room = 'a'`,
+		`SELECT count(*) FROM rooms_v1_members WHERE room = 'a' AND user = 'u'`,
+		`SELECT * FROM rooms_v1_rooms WHERE id = 'a'`,
+	} {
+		q = strings.ReplaceAll(q, "{N}", "rooms_v1")
+		rows, err := db.Query(`EXPLAIN QUERY PLAN `+q, 100, "ann")
+		if err != nil {
+			t.Fatalf("explain %s: %v", q, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		if q == strings.ReplaceAll(sqlite.ListQuery, "{N}", "rooms_v1") && !strings.Contains(strings.Join(plan, "\n"), "rooms_v1_members_user") {
+			t.Errorf("List does not find a user's private rooms through rooms_v1_members_user: %q", plan)
+		}
+		for _, step := range plan {
+			if strings.HasPrefix(step, "SCAN ") && !strings.Contains(step, "INDEX") && !strings.HasPrefix(step, "SCAN (subquery") {
+				t.Errorf("%s\nscans a table: %q (plan %q)", q, step, plan)
+			}
+		}
+	}
+}
