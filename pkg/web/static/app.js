@@ -647,14 +647,16 @@ function renderMessages(r) {
     const ver = `${m.v}|${grouped ? 1 : 0}|${r.editing === m.seq ? 1 : 0}|${by ? by.join(",") : ""}`;
     keys.push(key);
     let node = msgNodes.get(key);
-    if (!node || node.v !== ver || node.room !== r.id) {
+    // A message being edited keeps its element: a re-render must not throw the draft away.
+    const keepEdit = node && node.room === r.id && node.editing && r.editing === m.seq;
+    if (!keepEdit && (!node || node.v !== ver || node.room !== r.id)) {
       const el = messageEl(r, m, grouped, by);
       if (node?.el.contains(document.activeElement) && r.editing !== m.seq) {
         const cls = document.activeElement.dataset.action;
         queueMicrotask(() => el.querySelector(`[data-action="${cls}"]`)?.focus());
       }
       node?.el.remove();
-      node = { el, v: ver, room: r.id };
+      node = { el, v: ver, room: r.id, editing: r.editing === m.seq };
       msgNodes.set(key, node);
     }
     seen.add(key);
