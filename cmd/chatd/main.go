@@ -244,7 +244,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// by the cluster's nodes, or memory in this process.
 	var rdb redis.UniversalClient
 	var pres node.Presence = presence.NewMemory(c.PresenceExpiry, nil)
-	var limiter node.Limiter = ratelimit.NewMemory()
+	var limiter node.Limiter = ratelimit.NewMemory(nil)
 	if c.RedisURL != "" {
 		if rdb, err = jetredis.Open(c.RedisURL); err != nil {
 			return err

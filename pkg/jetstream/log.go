@@ -275,6 +275,48 @@ type directGetRequest struct {
 	Batch   int    `json:"batch"`
 }
 
+// lastBefore returns the seq of room's last event before seq, 0 if none.
+func (l *Log) lastBefore(ctx context.Context, room string, seq uint64) (uint64, error) {
+	if seq <= 1 {
+		return 0, nil
+	}
+	req, _ := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+		UpToSeq   uint64   `json:"up_to_seq"`
+		Batch     int      `json:"batch"`
+	}{[]string{Subject(room)}, seq - 1, 1})
+	inbox := l.nc.NewRespInbox()
+	sub, err := l.nc.SubscribeSync(inbox)
+	if err != nil {
+		return 0, err
+	}
+	defer sub.Unsubscribe()
+	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+StreamName, inbox, req); err != nil {
+		return 0, err
+	}
+	var last uint64
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		m, err := sub.NextMsgWithContext(wctx)
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("last event of %s before %d: %w", room, seq, err)
+		}
+		switch m.Header.Get("Status") {
+		case "404":
+			return 0, nil
+		case "204":
+			return last, nil
+		case "":
+			if s, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64); err == nil {
+				last = s
+			}
+		default:
+			return 0, fmt.Errorf("last event of %s before %d: direct get answered %s %s", room, seq, m.Header.Get("Status"), m.Header.Get("Description"))
+		}
+	}
+}
+
 // Replay calls fn for each of the room's events with after < seq <= upto, in
 // order, with Seq and Prev set. The caller has checked with Recoverable that
 // the event at after is still held, so the first event's Prev is after.

@@ -149,8 +149,8 @@ func (n *Node) presenceEntries() []presence.Entry {
 	return out
 }
 
-// onSignal passes typing and presence notices to the hub's live subscribers
-// (typing not back to the typist). They are droppable: a full queue skips
+// onSignal passes typing and presence notices to the hub's live subscribers,
+// except the user they are about. They are droppable: a full queue skips
 // them.
 func (h *hub) onSignal(sig chat.Signal) {
 	f := chat.ServerFrame{Type: chat.FrameTyping, Room: h.room, User: sig.User}
@@ -161,7 +161,7 @@ func (h *hub) onSignal(sig chat.Signal) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for sub := range h.subs {
-		if sub.live && (sig.Kind != chat.SignalTyping || sub.s.user != sig.User) {
+		if sub.live && sub.s.user != sig.User {
 			sub.s.conn.Send(frame)
 		}
 	}
