@@ -211,6 +211,9 @@ func TestBrowserTwoUsersChat(t *testing.T) {
 	// Delete: alice deletes her edited message.
 	alice.say("Oops, wrong room")
 	bob.within(time.Second, "third message", msgWith("Oops, wrong room"))
+	// The delete button shows once alice's send is acknowledged, which may
+	// come after bob sees the message.
+	alice.wait(msgWith("Oops, wrong room")+`?.querySelector('[data-action="delete"]')`, 2*time.Second)
 	alice.run(`window.confirm = () => true; ` + msgWith("Oops, wrong room") + `.querySelector('[data-action="delete"]').click()`)
 	bob.within(time.Second, "delete", `!(`+msgWith("Oops, wrong room")+`) && document.querySelector("#message-list .msg.deleted .msg-text")?.textContent === "This message was deleted."`)
 

@@ -25,9 +25,14 @@ import (
 	"github.com/jetchat/jetchat/pkg/chat"
 	"github.com/jetchat/jetchat/pkg/jetstream"
 	"github.com/jetchat/jetchat/pkg/node"
+	"github.com/jetchat/jetchat/pkg/presence"
+	"github.com/jetchat/jetchat/pkg/ratelimit"
+	jetredis "github.com/jetchat/jetchat/pkg/redis"
 	"github.com/jetchat/jetchat/pkg/web"
 	"github.com/jetchat/jetchat/pkg/ws"
+	"github.com/jetchat/jetchat/projections/recent"
 	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
 )
 
 func main() {
@@ -47,6 +52,9 @@ type config struct {
 	NATSURL        string
 	MongoURL       string
 	RedisURL       string
+	RedisPrefix    string
+	RecentSize     int
+	PresenceExpiry time.Duration
 	JWTSecret      string
 	Dev            bool
 	AllowedOrigins string
@@ -97,7 +105,10 @@ func parse(args []string, getenv func(string) string, out io.Writer) (config, er
 	fs.StringVar(&c.DataDir, "data-dir", env("CHAT_DATA_DIR", "./data"), "data directory for the embedded NATS store and secrets (CHAT_DATA_DIR)")
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server URLs, comma-separated; empty starts an embedded nats-server (NATS_URL)")
 	fs.StringVar(&c.MongoURL, "mongo-url", env("MONGO_URL", ""), "MongoDB URL for projections (MONGO_URL)")
-	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", ""), "Redis URL for presence and caches (REDIS_URL)")
+	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", ""), "Redis URL, or comma-separated addresses (Cluster, Sentinel), for presence, per-user rate limits and the recent cache; empty: in memory, this node only (REDIS_URL)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", env("CHAT_REDIS_PREFIX", "jetchat:"), "prefix of every Redis key (CHAT_REDIS_PREFIX)")
+	fs.IntVar(&c.RecentSize, "recent-size", envInt("CHAT_RECENT_SIZE", recent.DefaultN), "events the recent projection keeps per room (CHAT_RECENT_SIZE)")
+	fs.DurationVar(&c.PresenceExpiry, "presence-expiry", envDur("CHAT_PRESENCE_EXPIRY", 30*time.Second), "a crashed node's users leave presence within this (CHAT_PRESENCE_EXPIRY)")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", env("CHAT_JWT_SECRET", ""), "HS256 secret, at least 32 bytes; embedded default: generated once into the data dir (CHAT_JWT_SECRET)")
 	devDefault := getenv("NATS_URL") == ""
 	if v, err := strconv.ParseBool(getenv("CHAT_DEV")); err == nil {
@@ -166,9 +177,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	logger := newLogger(c, stdout)
-	if c.RedisURL != "" {
-		logger.Warn("REDIS_URL is not used by this version: presence and the recent cache are not built yet")
-	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -232,11 +240,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
-	hist, stopHistory, err := startHistory(ctx, c, log, logger)
-	if err != nil {
-		return fmt.Errorf("history projection: %w", err)
+	// Presence, per-user rate limits and the recent cache: Redis, shared
+	// by the cluster's nodes, or memory in this process.
+	var rdb redis.UniversalClient
+	var pres node.Presence = presence.NewMemory(c.PresenceExpiry, nil)
+	var limiter node.Limiter = ratelimit.NewMemory(nil)
+	if c.RedisURL != "" {
+		if rdb, err = jetredis.Open(c.RedisURL); err != nil {
+			return err
+		}
+		defer rdb.Close()
+		pres = jetredis.NewPresence(rdb, c.RedisPrefix, c.PresenceExpiry)
+		limiter = jetredis.NewLimiter(rdb, c.RedisPrefix)
 	}
-	defer stopHistory()
+
+	views, stopProjections, err := startProjections(ctx, c, log, rdb, logger)
+	if err != nil {
+		return fmt.Errorf("projections: %w", err)
+	}
+	defer stopProjections()
+	var recentView node.Recent
+	if views.recent != nil {
+		recentView = recentEvents(views.recent)
+	}
 
 	secret, err := jwtSecret(c, logger)
 	if err != nil {
@@ -262,7 +288,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	n := node.New(node.Config{
 		ID: nodeID, MaxRoomsPerConn: c.MaxRoomsConn, MaxConnsPerUser: c.MaxConnsUser,
 		SendRate: c.SendRate, SendBurst: c.SendBurst, TailCheckInterval: c.TailCheck,
-		History: hist,
+		History: views, RoomList: views, Reads: views, Recent: recentView,
+		Presence: pres, PresenceExpiry: c.PresenceExpiry, Limiter: limiter,
 	}, log, log, logger)
 	onReconnect = n.CheckRooms
 
@@ -270,7 +297,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Dev:            c.Dev,
 		AllowedOrigins: splitList(c.AllowedOrigins),
 		QueueSize:      c.QueueSize,
-		Collectors:     hist.collectors(),
+		Collectors:     views.collectors(),
 		Static:         web.Handler(),
 		Ready: func(context.Context) error {
 			if !nc.IsConnected() {

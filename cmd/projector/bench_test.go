@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,7 +10,7 @@ import (
 	"github.com/jetchat/jetchat/pkg/jetstream"
 	"github.com/jetchat/jetchat/pkg/testrig"
 	"github.com/jetchat/jetchat/projections"
-	"github.com/jetchat/jetchat/projections/history/stores"
+	"github.com/jetchat/jetchat/projections/stores"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
@@ -42,12 +41,12 @@ func BenchmarkRebuildHistory(b *testing.B) {
 	<-pub.PublishAsyncComplete()
 	b.Logf("appended %d events in %s", b.N, time.Since(start).Round(time.Millisecond))
 
-	st, err := stores.Open("", filepath.Join(b.TempDir(), "projections.db"))
+	st, err := stores.Open(stores.Config{SQLiteDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	store, err := st.Version(ctx, "history_v2")
+	store, err := st.History(ctx, "history_v2")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/jetchat/jetchat/pkg/chat"
 	"github.com/jetchat/jetchat/pkg/jetstream"
 	"github.com/jetchat/jetchat/pkg/testrig"
-	"github.com/jetchat/jetchat/projections/history/stores"
+	"github.com/jetchat/jetchat/projections/stores"
 )
 
 // TestCrashSafety: the projector, as its own process, is killed with
@@ -88,12 +88,12 @@ func TestCrashSafety(t *testing.T) {
 	cmd := start()
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
-	st, err := stores.Open("", filepath.Join(dir, "projections.db"))
+	st, err := stores.Open(stores.Config{SQLiteDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	store, err := st.Version(ctx, "history_v1")
+	store, err := st.History(ctx, "history_v1")
 	if err != nil {
 		t.Fatal(err)
 	}

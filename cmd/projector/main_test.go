@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -18,7 +17,7 @@ import (
 	"github.com/jetchat/jetchat/pkg/testrig"
 	"github.com/jetchat/jetchat/projections"
 	"github.com/jetchat/jetchat/projections/history"
-	"github.com/jetchat/jetchat/projections/history/stores"
+	"github.com/jetchat/jetchat/projections/stores"
 )
 
 // TestRebuildUnderLoad: while events are appended and readers page history,
@@ -57,7 +56,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 	}
 
 	// What a chatd does: project the live version and serve reads from it.
-	st, err := stores.Open("", filepath.Join(dir, "projections.db"))
+	st, err := stores.Open(stores.Config{SQLiteDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,9 +66,9 @@ func TestRebuildUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		_ = projections.Follow(ctx, reg, log.Feed(nil), "history", func(v string) (projections.Store, error) { return st.Version(ctx, v) }, 500, nil)
+		_ = projections.Follow(ctx, reg, log.Feed(nil), "history", func(v string) (projections.Store, error) { return st.History(ctx, v) }, 500, nil)
 	}()
-	live, err := projections.FollowLive(ctx, reg, "history", func(v string) (history.Store, error) { return st.Version(ctx, v) }, nil)
+	live, err := projections.FollowLive(ctx, reg, "history", func(v string) (history.Store, error) { return st.History(ctx, v) }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

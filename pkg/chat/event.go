@@ -142,3 +142,17 @@ func ValidateText(s string) error {
 	}
 	return nil
 }
+
+// Signal is an ephemeral room notice passed between nodes (core NATS, never
+// stored): a user typing, or coming online or going offline.
+type Signal struct {
+	Kind string
+	User string
+}
+
+// Signal kinds.
+const (
+	SignalTyping  = "typing"
+	SignalOnline  = "online"
+	SignalOffline = "offline"
+)

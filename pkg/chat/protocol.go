@@ -33,13 +33,14 @@ const (
 
 // Server frame types (FrameTyping is shared).
 const (
-	FrameWelcome = "welcome" // {user, node, v}
-	FrameJoined  = "joined"  // {ref, room, head, recovered, replayed}
-	FrameLeft    = "left"    // {ref, room}
-	FrameAck     = "ack"     // {ref, room, id, seq, dup}
-	FrameEvent   = "event"   // {event}
-	FrameError   = "error"   // {ref, room, id, code, message, retry_after_ms}
-	FramePong    = "pong"    // {ref}
+	FrameWelcome  = "welcome"  // {user, node, v}
+	FrameJoined   = "joined"   // {ref, room, head, recovered, replayed}
+	FrameLeft     = "left"     // {ref, room}
+	FrameAck      = "ack"      // {ref, room, id, seq, dup}
+	FrameEvent    = "event"    // {event}
+	FrameError    = "error"    // {ref, room, id, code, message, retry_after_ms}
+	FramePong     = "pong"     // {ref}
+	FramePresence = "presence" // {room, user, online}: user came online (true) or went offline (false) in room
 )
 
 // ClientFrame is any frame a client sends. Type selects the fields that matter;
@@ -68,7 +69,7 @@ type ServerFrame struct {
 	Ref  string `json:"ref,omitempty"`
 	Room string `json:"room,omitempty"`
 
-	User     string `json:"user,omitempty"` // welcome, typing
+	User     string `json:"user,omitempty"` // welcome, typing, presence
 	Node     string `json:"node,omitempty"` // welcome
 	Protocol int    `json:"v,omitempty"`    // welcome
 
@@ -79,6 +80,11 @@ type ServerFrame struct {
 	Head      uint64 `json:"head,omitempty"`      // joined: the room's position when it went live
 	Recovered *bool  `json:"recovered,omitempty"` // joined with since: false if the log no longer holds it
 	Replayed  int    `json:"replayed,omitempty"`  // joined: events replayed after since
+	// Online is, in joined, who is present in the room ([]string, best
+	// effort); in presence, whether User came online or went offline (bool).
+	Online any     `json:"online,omitempty"`
+	Read   *uint64 `json:"read,omitempty"`   // joined: your read marker, when the reads projection has one
+	Unread *int    `json:"unread,omitempty"` // joined: messages after it by others (capped)
 
 	Event *Event `json:"event,omitempty"`
 

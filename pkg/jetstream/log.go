@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
@@ -18,7 +19,7 @@ const (
 	StreamName    = "CHAT"
 	RoomPrefix    = "chat.room."   // stored events: chat.room.<room>
 	LivePrefix    = "chat.live."   // republished events: chat.live.<room>
-	TypingPrefix  = "chat.typing." // ephemeral, core NATS only
+	SignalPrefix  = "chat.signal." // ephemeral (typing, presence), core NATS only
 	DirectoryName = "CHAT_ROOMS"
 )
 
@@ -274,6 +275,48 @@ type directGetRequest struct {
 	Batch   int    `json:"batch"`
 }
 
+// lastBefore returns the seq of room's last event before seq, 0 if none.
+func (l *Log) lastBefore(ctx context.Context, room string, seq uint64) (uint64, error) {
+	if seq <= 1 {
+		return 0, nil
+	}
+	req, _ := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+		UpToSeq   uint64   `json:"up_to_seq"`
+		Batch     int      `json:"batch"`
+	}{[]string{Subject(room)}, seq - 1, 1})
+	inbox := l.nc.NewRespInbox()
+	sub, err := l.nc.SubscribeSync(inbox)
+	if err != nil {
+		return 0, err
+	}
+	defer sub.Unsubscribe()
+	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+StreamName, inbox, req); err != nil {
+		return 0, err
+	}
+	var last uint64
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		m, err := sub.NextMsgWithContext(wctx)
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("last event of %s before %d: %w", room, seq, err)
+		}
+		switch m.Header.Get("Status") {
+		case "404":
+			return 0, nil
+		case "204":
+			return last, nil
+		case "":
+			if s, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64); err == nil {
+				last = s
+			}
+		default:
+			return 0, fmt.Errorf("last event of %s before %d: direct get answered %s %s", room, seq, m.Header.Get("Status"), m.Header.Get("Description"))
+		}
+	}
+}
+
 // Replay calls fn for each of the room's events with after < seq <= upto, in
 // order, with Seq and Prev set. The caller has checked with Recoverable that
 // the event at after is still held, so the first event's Prev is after.
@@ -351,7 +394,7 @@ func DecodeStored(data []byte, room string) chat.Event {
 // Subscribe starts the room's live feed (republished events, with seq and
 // prev from the Nats-Sequence and Nats-Last-Sequence headers) and its typing
 // feed. Handlers run on the subscription's goroutine, one message at a time.
-func (l *Log) Subscribe(room string, onEvent func(chat.Event), onTyping func(user string)) (func(), error) {
+func (l *Log) Subscribe(room string, onEvent func(chat.Event), onSignal func(chat.Signal)) (func(), error) {
 	subj := Subject(room)
 	live, err := l.nc.Subscribe(LivePrefix+room, func(m *nats.Msg) {
 		seq, err1 := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
@@ -367,24 +410,30 @@ func (l *Log) Subscribe(room string, onEvent func(chat.Event), onTyping func(use
 		return nil, fmt.Errorf("subscribe live %s: %w", room, err)
 	}
 	_ = live.SetPendingLimits(1<<20, 256<<20)
-	typing, err := l.nc.Subscribe(TypingPrefix+room, func(m *nats.Msg) {
-		if chat.ValidateUserID(string(m.Data)) == nil {
-			onTyping(string(m.Data))
+	signals, err := l.nc.Subscribe(SignalPrefix+room, func(m *nats.Msg) {
+		kind, user, ok := strings.Cut(string(m.Data), " ")
+		if !ok || chat.ValidateUserID(user) != nil {
+			return
+		}
+		switch kind {
+		case chat.SignalTyping, chat.SignalOnline, chat.SignalOffline:
+			onSignal(chat.Signal{Kind: kind, User: user})
 		}
 	})
 	if err != nil {
 		_ = live.Unsubscribe()
-		return nil, fmt.Errorf("subscribe typing %s: %w", room, err)
+		return nil, fmt.Errorf("subscribe signals %s: %w", room, err)
 	}
 	return func() {
 		_ = live.Unsubscribe()
-		_ = typing.Unsubscribe()
+		_ = signals.Unsubscribe()
 	}, nil
 }
 
-// Typing announces that user is typing in room (core NATS, never stored).
-func (l *Log) Typing(room, user string) error {
-	return l.nc.Publish(TypingPrefix+room, []byte(user))
+// Signal tells every node with clients in room that a user is typing, came
+// online or went offline (core NATS, at most once, never stored).
+func (l *Log) Signal(room string, sig chat.Signal) error {
+	return l.nc.Publish(SignalPrefix+room, []byte(sig.Kind+" "+sig.User))
 }
 
 // Attach opens the existing CHAT stream and room directory without changing

@@ -73,7 +73,7 @@ func TestReplayAndLive(t *testing.T) {
 	ctx := context.Background()
 	var seqs []uint64
 	live := make(chan chat.Event, 100)
-	stop, err := l.Subscribe("r", func(ev chat.Event) { live <- ev }, func(string) {})
+	stop, err := l.Subscribe("r", func(ev chat.Event) { live <- ev }, func(chat.Signal) {})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,9 @@ type Feed struct {
 	// that is not valid): they reach projections as chat.Invalid, which
 	// only advances their position.
 	Invalid atomic.Int64
+	// invalidSeq is the largest seq counted in Invalid: every consumer of
+	// the feed meets the same events, and each is counted once.
+	invalidSeq atomic.Uint64
 }
 
 // Feed returns the log's projection feed.
@@ -74,6 +77,21 @@ func (f *Feed) Run(ctx context.Context, durable string, position uint64, batch i
 		return fmt.Errorf("projection consumer %s: %w", durable, err)
 	}
 	events := make([]chat.Event, 0, batch)
+	// Each room's last seq, to give events their Prev (consumer messages do
+	// not carry it). From the start of the stream every room's first event
+	// has Prev 0; from a later position, a room's first event asks the
+	// stream for the room's last event before it.
+	prevs := make(map[string]uint64)
+	prevOf := func(room string, seq uint64) uint64 {
+		if p, ok := prevs[room]; ok || position == 0 {
+			return p
+		}
+		p, err := f.log.lastBefore(ctx, room, seq)
+		if err != nil {
+			f.logger.Warn("projection: previous event of room unknown", "room", room, "seq", seq, "err", err)
+		}
+		return p
+	}
 	for ctx.Err() == nil {
 		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(250*time.Millisecond))
 		if err != nil {
@@ -91,7 +109,11 @@ func (f *Feed) Run(ctx context.Context, durable string, position uint64, batch i
 			room := m.Subject()[len(RoomPrefix):]
 			ev := DecodeStored(m.Data(), room)
 			ev.Seq = md.Sequence.Stream
-			if ev.Type == chat.Invalid {
+			{
+				ev.Prev = prevOf(room, ev.Seq)
+				prevs[room] = ev.Seq
+			}
+			if ev.Type == chat.Invalid && f.firstToMeet(ev.Seq) {
 				f.Invalid.Add(1)
 				f.logger.Warn("skipping an undecodable event", "consumer", durable, "seq", ev.Seq, "subject", m.Subject())
 			}
@@ -119,6 +141,19 @@ func (f *Feed) Run(ctx context.Context, durable string, position uint64, batch i
 		}
 	}
 	return nil
+}
+
+// firstToMeet reports whether no consumer of the feed has passed seq yet.
+func (f *Feed) firstToMeet(seq uint64) bool {
+	for {
+		seen := f.invalidSeq.Load()
+		if seq <= seen {
+			return false
+		}
+		if f.invalidSeq.CompareAndSwap(seen, seq) {
+			return true
+		}
+	}
 }
 
 // DeleteConsumer removes a projection's durable consumer (after a rebuild

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jetchat/jetchat/pkg/chat"
 	"github.com/jetchat/jetchat/projections/history"
+	"github.com/jetchat/jetchat/projections/rooms"
 )
 
 // admit checks that user may read and write room. With join, a user's first
@@ -92,6 +93,9 @@ func (s *Session) act(ctx context.Context, f chat.ClientFrame) error {
 		return err
 	}
 	if err := s.n.checkTarget(ctx, ev); err != nil {
+		return err
+	}
+	if err := s.allowUser(ctx); err != nil {
 		return err
 	}
 	ack, err := s.n.append(ctx, ev, false)
@@ -263,7 +267,7 @@ func (s *Session) typing(f chat.ClientFrame) error {
 	if !s.joined(f.Room) {
 		return chat.Errorf(chat.ErrNotJoined, "join %s before typing", f.Room)
 	}
-	if err := s.n.log.Typing(f.Room, s.user); err != nil {
+	if err := s.n.log.Signal(f.Room, chat.Signal{Kind: chat.SignalTyping, User: s.user}); err != nil {
 		return chat.ErrLogDown
 	}
 	return nil
@@ -274,6 +278,12 @@ type RoomView struct {
 	chat.Room
 	Head   uint64 `json:"head,omitempty"`
 	Member bool   `json:"member"`
+	// From the projections, in lists (absent until they have the room):
+	Members      int            `json:"members,omitempty"`
+	LastActivity time.Time      `json:"last_activity,omitzero"`
+	Last         *rooms.Preview `json:"last,omitempty"`
+	Read         *uint64        `json:"read,omitempty"`   // your read marker
+	Unread       *int           `json:"unread,omitempty"` // messages after it by others, capped at 1,000
 }
 
 // Rooms lists the public rooms and the private rooms user belongs to.
@@ -293,6 +303,7 @@ func (n *Node) Rooms(ctx context.Context, user string) ([]RoomView, error) {
 		}
 		out = append(out, RoomView{Room: r, Member: member})
 	}
+	n.decorate(ctx, user, out)
 	return out, nil
 }
 

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"time"
 
@@ -56,7 +55,7 @@ func (h *hub) start() error {
 		defer cancel()
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		stop, err := h.n.log.Subscribe(h.room, h.onEvent, h.onTyping)
+		stop, err := h.n.log.Subscribe(h.room, h.onEvent, h.onSignal)
 		if err != nil {
 			h.startErr, h.closed = err, true
 			return
@@ -177,17 +176,6 @@ func (h *hub) checkTail(minIdle time.Duration) {
 		// sees the event must find it counted.
 		h.n.Stats.TailRepairs.Add(1)
 		h.repair(head)
-	}
-}
-
-func (h *hub) onTyping(user string) {
-	frame, _ := json.Marshal(chat.ServerFrame{Type: chat.FrameTyping, Room: h.room, User: user})
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for sub := range h.subs {
-		if sub.live && sub.s.user != user {
-			sub.s.conn.Send(frame) // typing is droppable: a full queue just skips it
-		}
 	}
 }
 

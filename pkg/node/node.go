@@ -27,8 +27,8 @@ type Log interface {
 	Get(ctx context.Context, room string, seq uint64) (chat.Event, error)
 	Recoverable(ctx context.Context, room string, since uint64) (bool, error)
 	Replay(ctx context.Context, room string, after, upto uint64, fn func(chat.Event) error) error
-	Subscribe(room string, onEvent func(chat.Event), onTyping func(user string)) (stop func(), err error)
-	Typing(room, user string) error
+	Subscribe(room string, onEvent func(chat.Event), onSignal func(chat.Signal)) (stop func(), err error)
+	Signal(room string, sig chat.Signal) error
 }
 
 // Directory is the room directory: rooms and memberships.
@@ -56,6 +56,12 @@ type Config struct {
 	SendBurst         int           // default 100
 	TailCheckInterval time.Duration // how often idle rooms are checked for a lost last event; default 2s
 	History           History       // nil: history is unavailable
+	Presence          Presence      // nil: no presence
+	PresenceExpiry    time.Duration // entries not refreshed within it expire; default 30s
+	Limiter           Limiter       // per-user send rate across nodes; nil: per connection only
+	Recent            Recent        // the recent projection, for a fast first join; nil: history only
+	Reads             Reads         // read markers and unread counts; nil: none
+	RoomList          RoomList      // room list with counts and previews; nil: from the directory
 }
 
 func (c *Config) defaults() {
@@ -73,6 +79,9 @@ func (c *Config) defaults() {
 	}
 	if c.SendBurst == 0 {
 		c.SendBurst = 100
+	}
+	if c.PresenceExpiry == 0 {
+		c.PresenceExpiry = 30 * time.Second
 	}
 	if c.TailCheckInterval == 0 {
 		c.TailCheckInterval = 2 * time.Second
@@ -110,8 +119,11 @@ type Node struct {
 	perUser  map[string]int
 	closed   bool
 
-	stop chan struct{}
-	done chan struct{}
+	connSeq atomic.Uint64 // numbers sessions for presence entries
+
+	stop         chan struct{}
+	done         chan struct{}
+	presenceDone chan struct{}
 }
 
 // New returns a running node. Close stops it.
@@ -127,8 +139,11 @@ func New(cfg Config, log Log, dir Directory, logger *slog.Logger) *Node {
 		perUser:  make(map[string]int),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
+
+		presenceDone: make(chan struct{}),
 	}
 	go n.tailChecks()
+	go n.presenceLoop()
 	return n
 }
 
@@ -192,6 +207,7 @@ func (n *Node) Shutdown(code int, reason string) {
 	}
 	close(n.stop)
 	<-n.done
+	<-n.presenceDone
 }
 
 // acquireHub returns the room's hub, creating and starting it if needed, with

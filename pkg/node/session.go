@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
-	"github.com/jetchat/jetchat/projections/history"
 )
 
 // Conn is a client connection as the node writes to it.
@@ -26,6 +26,7 @@ type Conn interface {
 type Session struct {
 	n    *Node
 	user string
+	id   string // names the connection in presence entries: node/number
 	conn Conn
 
 	ctx    context.Context
@@ -56,6 +57,7 @@ func (n *Node) Open(user string, conn Conn) (*Session, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{
 		n: n, user: user, conn: conn, ctx: ctx, cancel: cancel,
+		id:     n.cfg.ID + "/" + strconv.FormatUint(n.connSeq.Add(1), 10),
 		rooms:  make(map[string]*roomSub),
 		bucket: newTokenBucket(n.cfg.SendRate, n.cfg.SendBurst),
 	}
@@ -81,12 +83,21 @@ func (s *Session) Close() {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
-	for _, sub := range rooms {
+	var left []string
+	for room, sub := range rooms {
 		if !sub.active {
 			continue // its join failed or was cancelled and released the hub
 		}
 		sub.h.remove(sub)
 		s.n.releaseHub(sub.h)
+		left = append(left, room)
+	}
+	if len(left) > 0 && s.n.cfg.Presence != nil {
+		go func() { // best effort, off the transport's path
+			for _, room := range left {
+				s.depart(room)
+			}
+		}()
 	}
 	n := s.n
 	n.mu.Lock()
@@ -133,7 +144,7 @@ func (s *Session) replyErr(f chat.ClientFrame, err error) {
 	case chat.ErrUnavailable:
 		out.RetryAfterMS = 500
 	case chat.ErrRateLimited:
-		out.RetryAfterMS = s.bucket.retryAfter().Milliseconds() + 1
+		out.RetryAfterMS = s.retryAfter(err).Milliseconds() + 1
 	}
 	s.reply(out)
 }
@@ -276,13 +287,18 @@ func (s *Session) subscribe(sub *roomSub, f chat.ClientFrame) error {
 	s.mu.Unlock()
 	h.add(sub)
 	ok := false
+	joined := chat.ServerFrame{Type: chat.FrameJoined, Ref: f.Ref, Room: f.Room}
+	if online := s.arrive(ctx, f.Room); online != nil {
+		joined.Online = online
+	}
 	defer func() {
 		if !ok {
 			h.remove(sub)
 			s.n.releaseHub(h)
+			s.depart(f.Room)
 		}
 	}()
-	joined := chat.ServerFrame{Type: chat.FrameJoined, Ref: f.Ref, Room: f.Room}
+	s.readMarker(ctx, &joined)
 	cursor := h.position()
 	if f.Since != nil {
 		rec, err := s.n.log.Recoverable(ctx, f.Room, *f.Since)
@@ -293,12 +309,12 @@ func (s *Session) subscribe(sub *roomSub, f chat.ClientFrame) error {
 		if rec {
 			cursor = *f.Since
 		}
-	} else if f.Limit > 0 && s.n.cfg.History != nil {
-		// The latest page from the history projection, then every event
-		// after its newest message from the log: the projection has
-		// applied everything up to that message, so page and replay join
-		// without a gap, whatever the projection's lag.
-		msgs, err := s.n.cfg.History.Messages(ctx, f.Room, history.Page{Limit: min(f.Limit, history.MaxLimit)})
+	} else if f.Limit > 0 {
+		// The latest page from the recent or history projection, then
+		// every event after its newest message from the log: the
+		// projection has applied everything up to that message, so page
+		// and replay join without a gap, whatever the projection's lag.
+		msgs, err := s.n.latestPage(ctx, f.Room, f.Limit)
 		if err != nil {
 			s.n.logger.Warn("latest page for join", "room", f.Room, "err", err)
 		} else if len(msgs) > 0 {
@@ -367,6 +383,7 @@ func (s *Session) unsubscribe(f chat.ClientFrame) error {
 	if active {
 		sub.h.remove(sub)
 		s.n.releaseHub(sub.h)
+		s.depart(f.Room)
 	}
 	s.reply(chat.ServerFrame{Type: chat.FrameLeft, Ref: f.Ref, Room: f.Room})
 	return nil

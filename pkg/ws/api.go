@@ -119,6 +119,19 @@ func (s *Server) members(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"members": ms})
 }
 
+// presence lists who is online in a room.
+func (s *Server) presence(c echo.Context) error {
+	room := c.Param("room")
+	if err := chat.ValidateRoomID(room); err != nil {
+		return err
+	}
+	online, err := s.node.Online(c.Request().Context(), userOf(c), room)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"room": room, "online": online})
+}
+
 // messages serves a page of history: ?before=<seq> or ?after=<seq>, ?limit=.
 func (s *Server) messages(c echo.Context) error {
 	var p history.Page

@@ -97,9 +97,18 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 	api.GET("/rooms/:room", s.roomInfo, s.authenticate)
 	api.GET("/rooms/:room/members", s.members, s.authenticate)
 	api.GET("/rooms/:room/messages", s.messages, s.authenticate)
+	api.GET("/rooms/:room/presence", s.presence, s.authenticate)
 	api.POST("/rooms/:room/members", s.invite, s.authenticate)
 	if cfg.Static != nil {
-		e.GET("/*", echo.WrapHandler(cfg.Static))
+		// Any method, so that a POST to a path nobody serves (dev login
+		// outside dev mode) is a 404, not a 405.
+		static := echo.WrapHandler(cfg.Static)
+		e.Any("/*", func(c echo.Context) error {
+			if m := c.Request().Method; m != http.MethodGet && m != http.MethodHead {
+				return echo.ErrNotFound
+			}
+			return static(c)
+		})
 	}
 	s.echo = e
 	return s

@@ -197,3 +197,21 @@ func (s *Store) Events(ctx context.Context, room string, n int) ([]chat.Event, e
 
 // Close implements recent.Store; the client stays open.
 func (s *Store) Close() error { return nil }
+
+// Drop deletes this version's windows and position (after a rebuild replaced
+// it). It scans for the version's keys; on a Cluster, every master's.
+func (s *Store) Drop(ctx context.Context) error {
+	del := func(ctx context.Context, c goredis.Cmdable) error {
+		iter := c.Scan(ctx, 0, s.prefix+"recent:*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if err := c.Del(ctx, iter.Val()).Err(); err != nil {
+				return err
+			}
+		}
+		return iter.Err()
+	}
+	if cc, ok := s.client.(*goredis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error { return del(ctx, c) })
+	}
+	return del(ctx, s.client)
+}
