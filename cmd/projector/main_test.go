@@ -148,7 +148,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 	feed := log.Feed(nil)
 	last, _ := feed.LastSeq(ctx)
 	waitPosition(t, live.Store(), last, "history_v2")
-	want := freshFold(t, feed, last)
+	want := freshFold(t, feed, last, history.NewMemory())
 	got, _ := live.Store().Dump(ctx)
 	if len(got) != int(appended.Load()) || !reflect.DeepEqual(got, want) {
 		t.Fatalf("history_v2 (%d messages) differs from a fresh fold (%d; appended %d)", len(got), len(want), appended.Load())
