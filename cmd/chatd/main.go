@@ -70,6 +70,7 @@ type config struct {
 	LogFormat      string
 	LogLevel       string
 	TailCheck      time.Duration
+	PprofAddr      string
 	Projector      bool
 }
 
@@ -125,6 +126,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (config, er
 	fs.IntVar(&c.MaxRoomsConn, "max-rooms-per-conn", envInt("CHAT_MAX_ROOMS_PER_CONN", 100), "rooms joined per connection (CHAT_MAX_ROOMS_PER_CONN)")
 	fs.IntVar(&c.QueueSize, "send-queue", envInt("CHAT_SEND_QUEUE", 1024), "frames queued per connection before it is closed as a slow reader (CHAT_SEND_QUEUE)")
 	fs.DurationVar(&c.Shutdown, "shutdown-timeout", envDur("CHAT_SHUTDOWN_TIMEOUT", 10*time.Second), "graceful shutdown deadline (CHAT_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", env("CHAT_PPROF_ADDR", ""), "serve Go's /debug/pprof on this address (keep it on loopback), e.g. 127.0.0.1:6060; empty: off (CHAT_PPROF_ADDR)")
 	fs.DurationVar(&c.TailCheck, "tail-check-interval", envDur("CHAT_TAIL_CHECK_INTERVAL", 2*time.Second), "how often rooms with clients are checked for a last event the live feed lost (CHAT_TAIL_CHECK_INTERVAL)")
 	fs.BoolVar(&c.Projector, "projector", getenv("NATS_URL") == "", "run the projector in this process (default on when embedded; a cluster runs cmd/projector) (CHAT_PROJECTOR)")
 	fs.StringVar(&c.LogFormat, "log-format", env("CHAT_LOG_FORMAT", ""), "text or json; default text in dev mode, json otherwise (CHAT_LOG_FORMAT)")
@@ -306,6 +308,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return nil
 		},
 	}, n, tokens, logger)
+	if c.PprofAddr != "" {
+		stop, err := servePprof(c.PprofAddr, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
