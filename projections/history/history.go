@@ -16,8 +16,6 @@ package history
 
 import (
 	"context"
-	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
@@ -94,34 +92,4 @@ type Store interface {
 	// Drop removes this version's data and position.
 	Drop(ctx context.Context) error
 	Close() error
-}
-
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
-
-// ValidateName checks a store version's name ("history_v1"): it becomes a
-// table or collection prefix, so it is a lower-case identifier of at most 48
-// bytes.
-func ValidateName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("history store name %q: want a lower-case identifier ([a-z][a-z0-9_]*, at most 48 bytes)", name)
-	}
-	return nil
-}
-
-// Nanos stores a time as Unix nanoseconds (0 for the zero time): both stores
-// keep times this way, so they agree to the nanosecond (BSON dates hold
-// milliseconds only).
-func Nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// FromNanos is the inverse of Nanos, in UTC.
-func FromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
 }

@@ -17,8 +17,6 @@ package reads
 import (
 	"cmp"
 	"context"
-	"fmt"
-	"regexp"
 
 	"github.com/jetchat/jetchat/pkg/chat"
 )
@@ -85,18 +83,6 @@ type Store interface {
 	// Drop removes this version's data and position.
 	Drop(ctx context.Context) error
 	Close() error
-}
-
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
-
-// ValidateName checks a store version's name ("reads_v1"): it becomes a
-// table or collection prefix, so it is a lower-case identifier of at most 48
-// bytes.
-func ValidateName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("reads store name %q: want a lower-case identifier ([a-z][a-z0-9_]*, at most 48 bytes)", name)
-	}
-	return nil
 }
 
 // CompareMarkers orders markers by (room, user), the order of Dump.

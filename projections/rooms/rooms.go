@@ -18,8 +18,6 @@ package rooms
 import (
 	"cmp"
 	"context"
-	"fmt"
-	"regexp"
 	"time"
 	"unicode/utf8"
 
@@ -123,18 +121,6 @@ type Store interface {
 	// Drop removes this version's data and position.
 	Drop(ctx context.Context) error
 	Close() error
-}
-
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
-
-// ValidateName checks a store version's name ("rooms_v1"): it becomes a
-// table or collection prefix, so it is a lower-case identifier of at most 48
-// bytes.
-func ValidateName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("rooms store name %q: want a lower-case identifier ([a-z][a-z0-9_]*, at most 48 bytes)", name)
-	}
-	return nil
 }
 
 // CompareList orders rooms as List returns them: newest LastActivity first,

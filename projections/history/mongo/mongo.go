@@ -35,7 +35,6 @@ package mongo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -44,14 +43,16 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/projections"
 	"github.com/jetchat/jetchat/projections/history"
+	"github.com/jetchat/jetchat/projections/mongostore"
 )
 
 // Store is one named version of the history read model in a MongoDB database.
 type Store struct {
 	name     string
 	messages *mongo.Collection
-	position *mongo.Collection
+	position mongostore.Position
 }
 
 var _ history.Store = (*Store)(nil)
@@ -59,58 +60,24 @@ var _ history.Store = (*Store)(nil)
 // New opens the version name of the history store in db, creating its
 // indexes. The caller owns db's client: Close does not disconnect it.
 func New(ctx context.Context, db *mongo.Database, name string) (*Store, error) {
-	if err := history.ValidateName(name); err != nil {
-		return nil, err
+	if err := projections.ValidateName(name); err != nil {
+		return nil, fmt.Errorf("open history store: %w", err)
 	}
 	s := &Store{
 		name:     name,
 		messages: db.Collection(name + "_messages"),
-		position: db.Collection(name + "_position"),
+		position: mongostore.NewPosition(db, name),
 	}
-	if err := s.createIndexes(ctx); err != nil {
+	if err := mongostore.CreateIndexes(ctx, s.messages, indexes...); err != nil {
 		return nil, fmt.Errorf("open history store %s: %w", name, err)
 	}
 	return s, nil
 }
 
 // indexes of N_messages, besides _id.
-var indexes = []struct {
-	name string
-	keys bson.D
-}{
-	{"room_seq", bson.D{{Key: "room", Value: 1}, {Key: "seq", Value: 1}}},
-	{"room_author_id", bson.D{{Key: "room", Value: 1}, {Key: "author", Value: 1}, {Key: "id", Value: 1}}},
-}
-
-// codeNamespaceNotFound is MongoDB's answer to listIndexes on a collection
-// that does not exist yet.
-const codeNamespaceNotFound = 26
-
-// createIndexes creates the indexes that do not exist yet. MongoDB would
-// accept creating them again, but FerretDB v1.24 drops the connection (a
-// panic in its handler) when createIndexes names indexes that exist.
-func (s *Store) createIndexes(ctx context.Context) error {
-	specs, err := s.messages.Indexes().ListSpecifications(ctx)
-	var se mongo.ServerError
-	if errors.As(err, &se) && se.HasErrorCode(codeNamespaceNotFound) {
-		specs, err = nil, nil
-	}
-	if err != nil {
-		return fmt.Errorf("list indexes: %w", err)
-	}
-	var missing []mongo.IndexModel
-	for _, ix := range indexes {
-		if !slices.ContainsFunc(specs, func(s mongo.IndexSpecification) bool { return s.Name == ix.name }) {
-			missing = append(missing, mongo.IndexModel{Keys: ix.keys, Options: options.Index().SetName(ix.name).SetUnique(true)})
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	if _, err := s.messages.Indexes().CreateMany(ctx, missing); err != nil {
-		return fmt.Errorf("create indexes: %w", err)
-	}
-	return nil
+var indexes = []mongostore.Index{
+	{Name: "room_seq", Keys: bson.D{{Key: "room", Value: 1}, {Key: "seq", Value: 1}}, Unique: true},
+	{Name: "room_author_id", Keys: bson.D{{Key: "room", Value: 1}, {Key: "author", Value: 1}, {Key: "id", Value: 1}}, Unique: true},
 }
 
 type doc struct {
@@ -137,7 +104,7 @@ func docID(room string, seq uint64) string { return fmt.Sprintf("%s:%020d", room
 func toDoc(m history.Message) doc {
 	d := doc{
 		ID: docID(m.Room, m.Seq), Room: m.Room, Seq: int64(m.Seq), ClientID: m.ID, Author: m.Author,
-		TS: history.Nanos(m.Time), Text: m.Text, Edited: m.Edited, EditedAt: history.Nanos(m.EditedAt), Deleted: m.Deleted,
+		TS: projections.Nanos(m.Time), Text: m.Text, Edited: m.Edited, EditedAt: projections.Nanos(m.EditedAt), Deleted: m.Deleted,
 	}
 	for _, r := range m.Reactions {
 		d.Reactions = append(d.Reactions, reaction{Emoji: r.Emoji, Users: r.Users})
@@ -148,7 +115,7 @@ func toDoc(m history.Message) doc {
 func (d doc) message() history.Message {
 	m := history.Message{
 		Room: d.Room, Seq: uint64(d.Seq), ID: d.ClientID, Author: d.Author,
-		Time: history.FromNanos(d.TS), Text: d.Text, Edited: d.Edited, EditedAt: history.FromNanos(d.EditedAt), Deleted: d.Deleted,
+		Time: projections.FromNanos(d.TS), Text: d.Text, Edited: d.Edited, EditedAt: projections.FromNanos(d.EditedAt), Deleted: d.Deleted,
 	}
 	for _, r := range d.Reactions {
 		m.Reactions = append(m.Reactions, history.Reaction{Emoji: r.Emoji, Users: r.Users})
@@ -181,11 +148,7 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) error {
 			return fmt.Errorf("apply history: write messages: %w", err)
 		}
 	}
-	_, err = s.position.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: "position"}},
-		bson.D{{Key: "$max", Value: bson.D{{Key: "position", Value: int64(b.Position)}}}},
-		options.UpdateOne().SetUpsert(true))
-	if err != nil {
+	if err := s.position.Set(ctx, b.Position); err != nil {
 		return fmt.Errorf("apply history: write position: %w", err)
 	}
 	return nil
@@ -225,30 +188,16 @@ func (s *Store) load(ctx context.Context, l history.Lookup) ([]history.Message, 
 }
 
 func (s *Store) find(ctx context.Context, filter any, opts *options.FindOptionsBuilder) ([]doc, error) {
-	cur, err := s.messages.Find(ctx, filter, opts)
-	if err != nil {
-		return nil, err
-	}
-	var docs []doc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, err
-	}
-	return docs, nil
+	return mongostore.Find[doc](ctx, s.messages, filter, opts)
 }
 
 // Position implements history.Store.
 func (s *Store) Position(ctx context.Context) (uint64, error) {
-	var p struct {
-		Position int64 `bson:"position"`
-	}
-	err := s.position.FindOne(ctx, bson.D{{Key: "_id", Value: "position"}}).Decode(&p)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return 0, nil
-	}
+	pos, err := s.position.Get(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("history position: %w", err)
 	}
-	return uint64(p.Position), nil
+	return pos, nil
 }
 
 // Messages implements history.Store: equality on room, range on seq, sort on
@@ -299,10 +248,7 @@ func messages(docs []doc) []history.Message {
 
 // Drop implements history.Store: it drops the version's collections.
 func (s *Store) Drop(ctx context.Context) error {
-	if err := s.messages.Drop(ctx); err != nil {
-		return fmt.Errorf("drop history %s: %w", s.name, err)
-	}
-	if err := s.position.Drop(ctx); err != nil {
+	if err := mongostore.Drop(ctx, s.messages, s.position.Coll); err != nil {
 		return fmt.Errorf("drop history %s: %w", s.name, err)
 	}
 	return nil

@@ -1,7 +1,6 @@
 package mongo_test
 
 import (
-	"context"
 	"fmt"
 	"reflect"
 	"sync/atomic"
@@ -9,8 +8,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/jetchat/jetchat/pkg/chat"
 	"github.com/jetchat/jetchat/pkg/testrig"
@@ -28,12 +25,7 @@ func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Open {
 		dbName := fmt.Sprintf("history_test_%d", n.Add(1))
 		return func(name string) history.Store {
-			client, err := mongo.Connect(options.Client().ApplyURI(uri))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-			s, err := historymongo.New(t.Context(), client.Database(dbName), name)
+			s, err := historymongo.New(t.Context(), testrig.MongoDatabase(t, uri, dbName), name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,12 +40,7 @@ func TestStore(t *testing.T) {
 func TestCrashBeforePositionReplaysToSameState(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	client, err := mongo.Connect(options.Client().ApplyURI(testrig.RunFerret(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	db := client.Database("history_crash")
+	db := testrig.MongoDatabase(t, testrig.RunFerret(t), "history_crash")
 	s, err := historymongo.New(ctx, db, "history_v1")
 	if err != nil {
 		t.Fatal(err)

@@ -9,9 +9,10 @@
 //
 // Apply folds a batch with history.Fold and writes the messages it changed
 // and the new position in one IMMEDIATE transaction, so data and position
-// never disagree. The database runs in WAL mode with a busy timeout; writes go
-// through one connection (SQLite has one writer anyway), reads through a
-// separate pool that WAL lets run beside it.
+// never disagree. projections/sqlitestore opens the file and keeps
+// N_position: WAL mode with a busy timeout; writes go through one
+// connection (SQLite has one writer anyway), reads through a separate pool
+// that WAL lets run beside it.
 //
 // The package never decides what an event means: that is history.Fold's job.
 package sqlite
@@ -19,73 +20,41 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
-	"strings"
-	"sync"
-	"time"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/projections"
 	"github.com/jetchat/jetchat/projections/history"
+	"github.com/jetchat/jetchat/projections/sqlitestore"
 )
 
 // Store is one named version of the history read model in an SQLite file.
 type Store struct {
-	name string
-	w, r *sql.DB // w: one connection, BEGIN IMMEDIATE; r: the readers
+	db *sqlitestore.DB
 
-	getPos, setPos                *sql.Stmt // on w
 	bySeq, byClient, reactionsOf  *sql.Stmt // on w, for Fold's loader
 	upsert, clearReacts, addReact *sql.Stmt // on w
 	latest, before, after         *sql.Stmt // on r
 	pageReacts                    *sql.Stmt // on r
-
-	closeOnce sync.Once
-	closeErr  error
 }
 
 var _ history.Store = (*Store)(nil)
 
-const busyTimeout = 10 * time.Second
-
 // Open opens (creating if needed) the version name of the history store in
 // the SQLite file at path. The path must not hold '?' or '#'.
 func Open(ctx context.Context, path, name string) (*Store, error) {
-	if err := history.ValidateName(name); err != nil {
+	s := &Store{}
+	db, err := sqlitestore.Open(ctx, "history", path, name, schema, s.stmts()...)
+	if err != nil {
 		return nil, err
 	}
-	if path == "" || strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("open history store: bad sqlite path %q", path)
-	}
-	common := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)", path, busyTimeout.Milliseconds())
-	s := &Store{name: name}
-	var err error
-	if s.w, err = sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_txlock=immediate"); err != nil {
-		return nil, fmt.Errorf("open history store %s: %w", path, err)
-	}
-	s.w.SetMaxOpenConns(1)
-	s.w.SetConnMaxIdleTime(0)
-	if err := s.init(ctx); err != nil {
-		_ = s.w.Close()
-		return nil, fmt.Errorf("open history store %s (%s): %w", path, name, err)
-	}
-	if s.r, err = sql.Open("sqlite", common+"&_pragma=query_only(1)"); err != nil {
-		_ = s.w.Close()
-		return nil, fmt.Errorf("open history store %s: %w", path, err)
-	}
-	s.r.SetMaxOpenConns(8)
-	if err := s.prepare(ctx); err != nil {
-		_ = s.Close()
-		return nil, fmt.Errorf("open history store %s (%s): %w", path, name, err)
-	}
+	s.db = db
 	return s, nil
 }
 
-func (s *Store) init(ctx context.Context) error {
-	_, err := s.w.ExecContext(ctx, s.sql(`
+// schema is the version's tables but N_position, which sqlitestore keeps.
+const schema = `
 CREATE TABLE IF NOT EXISTS {N}_messages (
 	room      TEXT    NOT NULL,
 	seq       INTEGER NOT NULL,
@@ -105,52 +74,31 @@ CREATE TABLE IF NOT EXISTS {N}_reactions (
 	emoji TEXT    NOT NULL,
 	user  TEXT    NOT NULL,
 	PRIMARY KEY (room, seq, emoji, user)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS {N}_position (
-	id       INTEGER PRIMARY KEY CHECK (id = 1),
-	position INTEGER NOT NULL
-);`))
-	return err
-}
+) WITHOUT ROWID;`
 
 const cols = `room, seq, id, author, ts, text, edited, edited_at, deleted`
 
-func (s *Store) prepare(ctx context.Context) error {
-	for _, p := range []struct {
-		db    *sql.DB
-		stmt  **sql.Stmt
-		query string
-	}{
-		{s.w, &s.getPos, `SELECT position FROM {N}_position WHERE id = 1`},
-		{s.w, &s.setPos, `INSERT INTO {N}_position (id, position) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET position = excluded.position`},
-		{s.w, &s.bySeq, `SELECT ` + cols + ` FROM {N}_messages WHERE room = ? AND seq = ?`},
-		{s.w, &s.byClient, `SELECT ` + cols + ` FROM {N}_messages WHERE room = ? AND author = ? AND id = ?`},
-		{s.w, &s.reactionsOf, `SELECT seq, emoji, user FROM {N}_reactions WHERE room = ? AND seq = ? ORDER BY emoji, user`},
-		{s.w, &s.upsert, `INSERT INTO {N}_messages (` + cols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+// stmts are the statements Open prepares.
+func (s *Store) stmts() []sqlitestore.Stmt {
+	return []sqlitestore.Stmt{
+		sqlitestore.Writer(&s.bySeq, `SELECT `+cols+` FROM {N}_messages WHERE room = ? AND seq = ?`),
+		sqlitestore.Writer(&s.byClient, `SELECT `+cols+` FROM {N}_messages WHERE room = ? AND author = ? AND id = ?`),
+		sqlitestore.Writer(&s.reactionsOf, `SELECT seq, emoji, user FROM {N}_reactions WHERE room = ? AND seq = ? ORDER BY emoji, user`),
+		sqlitestore.Writer(&s.upsert, `INSERT INTO {N}_messages (`+cols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (room, seq) DO UPDATE SET text = excluded.text, edited = excluded.edited,
-				edited_at = excluded.edited_at, deleted = excluded.deleted`},
-		{s.w, &s.clearReacts, `DELETE FROM {N}_reactions WHERE room = ? AND seq = ?`},
-		{s.w, &s.addReact, `INSERT INTO {N}_reactions (room, seq, emoji, user) VALUES (?, ?, ?, ?)`},
-		{s.r, &s.latest, `SELECT ` + cols + ` FROM {N}_messages WHERE room = ? ORDER BY seq DESC LIMIT ?`},
-		{s.r, &s.before, `SELECT ` + cols + ` FROM {N}_messages WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?`},
-		{s.r, &s.after, `SELECT ` + cols + ` FROM {N}_messages WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?`},
-		{s.r, &s.pageReacts, `SELECT seq, emoji, user FROM {N}_reactions WHERE room = ? AND seq BETWEEN ? AND ? ORDER BY seq, emoji, user`},
-	} {
-		st, err := p.db.PrepareContext(ctx, s.sql(p.query))
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", p.query, err)
-		}
-		*p.stmt = st
+				edited_at = excluded.edited_at, deleted = excluded.deleted`),
+		sqlitestore.Writer(&s.clearReacts, `DELETE FROM {N}_reactions WHERE room = ? AND seq = ?`),
+		sqlitestore.Writer(&s.addReact, `INSERT INTO {N}_reactions (room, seq, emoji, user) VALUES (?, ?, ?, ?)`),
+		sqlitestore.Reader(&s.latest, `SELECT `+cols+` FROM {N}_messages WHERE room = ? ORDER BY seq DESC LIMIT ?`),
+		sqlitestore.Reader(&s.before, `SELECT `+cols+` FROM {N}_messages WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?`),
+		sqlitestore.Reader(&s.after, `SELECT `+cols+` FROM {N}_messages WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?`),
+		sqlitestore.Reader(&s.pageReacts, `SELECT seq, emoji, user FROM {N}_reactions WHERE room = ? AND seq BETWEEN ? AND ? ORDER BY seq, emoji, user`),
 	}
-	return nil
 }
-
-// sql puts the version's name in a query: validated, so safe to splice.
-func (s *Store) sql(q string) string { return strings.ReplaceAll(q, "{N}", s.name) }
 
 // Apply implements history.Store: one transaction per batch.
 func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.db.W.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("apply history: begin: %w", err)
 	}
@@ -159,7 +107,7 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
 			_ = tx.Rollback()
 		}
 	}()
-	pos, err := position(ctx, tx.StmtContext(ctx, s.getPos))
+	pos, err := s.db.Position(ctx, tx)
 	if err != nil {
 		return fmt.Errorf("apply history: %w", err)
 	}
@@ -174,7 +122,7 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
 	}
 	upsert, clearReacts, addReact := tx.StmtContext(ctx, s.upsert), tx.StmtContext(ctx, s.clearReacts), tx.StmtContext(ctx, s.addReact)
 	for _, m := range b.Messages {
-		if _, err := upsert.ExecContext(ctx, m.Room, int64(m.Seq), m.ID, m.Author, history.Nanos(m.Time), m.Text, m.Edited, history.Nanos(m.EditedAt), m.Deleted); err != nil {
+		if _, err := upsert.ExecContext(ctx, m.Room, int64(m.Seq), m.ID, m.Author, projections.Nanos(m.Time), m.Text, m.Edited, projections.Nanos(m.EditedAt), m.Deleted); err != nil {
 			return fmt.Errorf("apply history: write message %s/%d: %w", m.Room, m.Seq, err)
 		}
 		if _, err := clearReacts.ExecContext(ctx, m.Room, int64(m.Seq)); err != nil {
@@ -188,7 +136,7 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
 			}
 		}
 	}
-	if _, err := tx.StmtContext(ctx, s.setPos).ExecContext(ctx, int64(b.Position)); err != nil {
+	if err := s.db.SetPosition(ctx, tx, b.Position); err != nil {
 		return fmt.Errorf("apply history: write position: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -234,20 +182,11 @@ func (s *Store) load(ctx context.Context, tx *sql.Tx, l history.Lookup) ([]histo
 
 // Position implements history.Store.
 func (s *Store) Position(ctx context.Context) (uint64, error) {
-	pos, err := position(ctx, s.getPos)
+	pos, err := s.db.Position(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("history position: %w", err)
 	}
 	return pos, nil
-}
-
-func position(ctx context.Context, st *sql.Stmt) (uint64, error) {
-	var pos int64
-	err := st.QueryRowContext(ctx).Scan(&pos)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	return uint64(pos), err
 }
 
 // Messages implements history.Store: one range scan of the primary key and
@@ -257,7 +196,7 @@ func (s *Store) Messages(ctx context.Context, room string, p history.Page) ([]hi
 	if err != nil {
 		return nil, err
 	}
-	tx, err := s.r.BeginTx(ctx, nil)
+	tx, err := s.db.R.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("history messages: %w", err)
 	}
@@ -288,16 +227,16 @@ func (s *Store) Messages(ctx context.Context, room string, p history.Page) ([]hi
 
 // Dump implements history.Store.
 func (s *Store) Dump(ctx context.Context) ([]history.Message, error) {
-	tx, err := s.r.BeginTx(ctx, nil)
+	tx, err := s.db.R.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("history dump: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	ms, err := scanMessages(tx.QueryContext(ctx, s.sql(`SELECT `+cols+` FROM {N}_messages ORDER BY room, seq`)))
+	ms, err := scanMessages(tx.QueryContext(ctx, s.db.SQL(`SELECT `+cols+` FROM {N}_messages ORDER BY room, seq`)))
 	if err != nil {
 		return nil, fmt.Errorf("history dump: %w", err)
 	}
-	rows, err := tx.QueryContext(ctx, s.sql(`SELECT room, seq, emoji, user FROM {N}_reactions ORDER BY room, seq, emoji, user`))
+	rows, err := tx.QueryContext(ctx, s.db.SQL(`SELECT room, seq, emoji, user FROM {N}_reactions ORDER BY room, seq, emoji, user`))
 	if err != nil {
 		return nil, fmt.Errorf("history dump: %w", err)
 	}
@@ -327,30 +266,14 @@ func (s *Store) Dump(ctx context.Context) ([]history.Message, error) {
 // Drop implements history.Store: it drops the version's tables. The store
 // must be closed afterwards; opening the name again starts it empty.
 func (s *Store) Drop(ctx context.Context) error {
-	_, err := s.w.ExecContext(ctx, s.sql(`DROP TABLE IF EXISTS {N}_messages; DROP TABLE IF EXISTS {N}_reactions; DROP TABLE IF EXISTS {N}_position;`))
-	if err != nil {
-		return fmt.Errorf("drop history %s: %w", s.name, err)
+	if err := s.db.Drop(ctx, "messages", "reactions"); err != nil {
+		return fmt.Errorf("drop history %s: %w", s.db.Name, err)
 	}
 	return nil
 }
 
 // Close implements history.Store; it may be called more than once.
-func (s *Store) Close() error {
-	s.closeOnce.Do(func() {
-		for _, st := range []*sql.Stmt{s.getPos, s.setPos, s.bySeq, s.byClient, s.reactionsOf, s.upsert, s.clearReacts, s.addReact, s.latest, s.before, s.after, s.pageReacts} {
-			if st != nil {
-				_ = st.Close()
-			}
-		}
-		var errs []error
-		if s.r != nil {
-			errs = append(errs, s.r.Close())
-		}
-		errs = append(errs, s.w.Close())
-		s.closeErr = errors.Join(errs...)
-	})
-	return s.closeErr
-}
+func (s *Store) Close() error { return s.db.Close() }
 
 func scanMessages(rows *sql.Rows, err error) ([]history.Message, error) {
 	if err != nil {
@@ -364,7 +287,7 @@ func scanMessages(rows *sql.Rows, err error) ([]history.Message, error) {
 		if err := rows.Scan(&m.Room, &seq, &m.ID, &m.Author, &ts, &m.Text, &m.Edited, &editedAt, &m.Deleted); err != nil {
 			return nil, err
 		}
-		m.Seq, m.Time, m.EditedAt = uint64(seq), history.FromNanos(ts), history.FromNanos(editedAt)
+		m.Seq, m.Time, m.EditedAt = uint64(seq), projections.FromNanos(ts), projections.FromNanos(editedAt)
 		ms = append(ms, m)
 	}
 	return ms, rows.Err()

@@ -2,13 +2,13 @@ package sqlite_test
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"testing"
 
 	"github.com/jetchat/jetchat/projections/history"
 	"github.com/jetchat/jetchat/projections/history/sqlite"
 	"github.com/jetchat/jetchat/projections/history/storetest"
+	"github.com/jetchat/jetchat/projections/sqlitestore/sqlitestoretest"
 )
 
 func TestStore(t *testing.T) {
@@ -43,13 +43,5 @@ func TestWAL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var mode string
-	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
-		t.Fatalf("journal_mode %q (%v), want wal", mode, err)
-	}
+	sqlitestoretest.OpenWAL(t, path)
 }

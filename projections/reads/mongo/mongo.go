@@ -33,7 +33,6 @@ package mongo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -42,6 +41,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/projections"
+	"github.com/jetchat/jetchat/projections/mongostore"
 	"github.com/jetchat/jetchat/projections/reads"
 )
 
@@ -50,7 +51,7 @@ type Store struct {
 	name     string
 	markers  *mongo.Collection
 	messages *mongo.Collection
-	position *mongo.Collection
+	position mongostore.Position
 }
 
 var _ reads.Store = (*Store)(nil)
@@ -58,48 +59,22 @@ var _ reads.Store = (*Store)(nil)
 // New opens the version name of the reads store in db, creating its indexes.
 // The caller owns db's client: Close does not disconnect it.
 func New(ctx context.Context, db *mongo.Database, name string) (*Store, error) {
-	if err := reads.ValidateName(name); err != nil {
-		return nil, err
+	if err := projections.ValidateName(name); err != nil {
+		return nil, fmt.Errorf("open reads store: %w", err)
 	}
 	s := &Store{
 		name:     name,
 		markers:  db.Collection(name + "_markers"),
 		messages: db.Collection(name + "_messages"),
-		position: db.Collection(name + "_position"),
+		position: mongostore.NewPosition(db, name),
 	}
-	if err := createIndex(ctx, s.markers, "user_room", bson.D{{Key: "user", Value: 1}, {Key: "room", Value: 1}}); err != nil {
+	if err := mongostore.CreateIndexes(ctx, s.markers, mongostore.Index{Name: "user_room", Keys: bson.D{{Key: "user", Value: 1}, {Key: "room", Value: 1}}, Unique: true}); err != nil {
 		return nil, fmt.Errorf("open reads store %s: %w", name, err)
 	}
-	if err := createIndex(ctx, s.messages, "room_seq", bson.D{{Key: "room", Value: 1}, {Key: "seq", Value: 1}}); err != nil {
+	if err := mongostore.CreateIndexes(ctx, s.messages, mongostore.Index{Name: "room_seq", Keys: bson.D{{Key: "room", Value: 1}, {Key: "seq", Value: 1}}, Unique: true}); err != nil {
 		return nil, fmt.Errorf("open reads store %s: %w", name, err)
 	}
 	return s, nil
-}
-
-// codeNamespaceNotFound is MongoDB's answer to listIndexes on a collection
-// that does not exist yet.
-const codeNamespaceNotFound = 26
-
-// createIndex creates a unique index unless it exists. MongoDB would accept
-// creating it again, but FerretDB v1.24 drops the connection (a panic in its
-// handler) when createIndexes names an index that exists.
-func createIndex(ctx context.Context, coll *mongo.Collection, name string, keys bson.D) error {
-	specs, err := coll.Indexes().ListSpecifications(ctx)
-	var se mongo.ServerError
-	if errors.As(err, &se) && se.HasErrorCode(codeNamespaceNotFound) {
-		specs, err = nil, nil
-	}
-	if err != nil {
-		return fmt.Errorf("list indexes of %s: %w", coll.Name(), err)
-	}
-	if slices.ContainsFunc(specs, func(s mongo.IndexSpecification) bool { return s.Name == name }) {
-		return nil
-	}
-	_, err = coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys, Options: options.Index().SetName(name).SetUnique(true)})
-	if err != nil {
-		return fmt.Errorf("create index %s of %s: %w", name, coll.Name(), err)
-	}
-	return nil
 }
 
 type markerDoc struct {
@@ -160,11 +135,7 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) error {
 			return fmt.Errorf("apply reads: write markers: %w", err)
 		}
 	}
-	_, err = s.position.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: "position"}},
-		bson.D{{Key: "$max", Value: bson.D{{Key: "position", Value: int64(b.Position)}}}},
-		options.UpdateOne().SetUpsert(true))
-	if err != nil {
+	if err := s.position.Set(ctx, b.Position); err != nil {
 		return fmt.Errorf("apply reads: write position: %w", err)
 	}
 	return nil
@@ -181,7 +152,7 @@ func (s *Store) load(ctx context.Context, l reads.Lookup) (reads.State, error) {
 		for _, k := range c {
 			ids = append(ids, markerID(k.Room, k.User))
 		}
-		docs, err := findMarkers(ctx, s.markers, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find())
+		docs, err := mongostore.Find[markerDoc](ctx, s.markers, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find())
 		if err != nil {
 			return reads.State{}, fmt.Errorf("load markers: %w", err)
 		}
@@ -194,7 +165,7 @@ func (s *Store) load(ctx context.Context, l reads.Lookup) (reads.State, error) {
 		for _, k := range c {
 			ids = append(ids, messageID(k.Room, k.Seq))
 		}
-		docs, err := findMessages(ctx, s.messages, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find())
+		docs, err := mongostore.Find[messageDoc](ctx, s.messages, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find())
 		if err != nil {
 			return reads.State{}, fmt.Errorf("load messages: %w", err)
 		}
@@ -205,43 +176,13 @@ func (s *Store) load(ctx context.Context, l reads.Lookup) (reads.State, error) {
 	return st, nil
 }
 
-func findMarkers(ctx context.Context, coll *mongo.Collection, filter any, opts *options.FindOptionsBuilder) ([]markerDoc, error) {
-	cur, err := coll.Find(ctx, filter, opts)
-	if err != nil {
-		return nil, err
-	}
-	var docs []markerDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, err
-	}
-	return docs, nil
-}
-
-func findMessages(ctx context.Context, coll *mongo.Collection, filter any, opts *options.FindOptionsBuilder) ([]messageDoc, error) {
-	cur, err := coll.Find(ctx, filter, opts)
-	if err != nil {
-		return nil, err
-	}
-	var docs []messageDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, err
-	}
-	return docs, nil
-}
-
 // Position implements reads.Store.
 func (s *Store) Position(ctx context.Context) (uint64, error) {
-	var p struct {
-		Position int64 `bson:"position"`
-	}
-	err := s.position.FindOne(ctx, bson.D{{Key: "_id", Value: "position"}}).Decode(&p)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return 0, nil
-	}
+	pos, err := s.position.Get(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("reads position: %w", err)
 	}
-	return uint64(p.Position), nil
+	return pos, nil
 }
 
 // Markers implements reads.Store: the user's markers in rooms (equality on
@@ -249,7 +190,7 @@ func (s *Store) Position(ctx context.Context) (uint64, error) {
 func (s *Store) Markers(ctx context.Context, user string, rooms []string) (map[string]reads.Marker, error) {
 	out := make(map[string]reads.Marker, len(rooms))
 	for c := range slices.Chunk(rooms, lookupChunk) {
-		docs, err := findMarkers(ctx, s.markers, bson.D{{Key: "user", Value: user}, {Key: "room", Value: bson.D{{Key: "$in", Value: c}}}}, options.Find())
+		docs, err := mongostore.Find[markerDoc](ctx, s.markers, bson.D{{Key: "user", Value: user}, {Key: "room", Value: bson.D{{Key: "$in", Value: c}}}}, options.Find())
 		if err != nil {
 			return nil, fmt.Errorf("read markers of %s: %w", user, err)
 		}
@@ -267,7 +208,7 @@ func (s *Store) Markers(ctx context.Context, user string, rooms []string) (map[s
 // All implements reads.Store: the user's markers sorted by room (the
 // user_room index), then a bounded count per room.
 func (s *Store) All(ctx context.Context, user string) ([]reads.Marker, error) {
-	docs, err := findMarkers(ctx, s.markers, bson.D{{Key: "user", Value: user}}, options.Find().SetSort(bson.D{{Key: "room", Value: 1}}))
+	docs, err := mongostore.Find[markerDoc](ctx, s.markers, bson.D{{Key: "user", Value: user}}, options.Find().SetSort(bson.D{{Key: "room", Value: 1}}))
 	if err != nil {
 		return nil, fmt.Errorf("read markers of %s: %w", user, err)
 	}
@@ -297,7 +238,7 @@ func (s *Store) count(ctx context.Context, docs []markerDoc) ([]reads.Marker, er
 
 // Dump implements reads.Store.
 func (s *Store) Dump(ctx context.Context) (reads.Snapshot, error) {
-	mdocs, err := findMarkers(ctx, s.markers, bson.D{}, options.Find().SetSort(bson.D{{Key: "room", Value: 1}, {Key: "user", Value: 1}}))
+	mdocs, err := mongostore.Find[markerDoc](ctx, s.markers, bson.D{}, options.Find().SetSort(bson.D{{Key: "room", Value: 1}, {Key: "user", Value: 1}}))
 	if err != nil {
 		return reads.Snapshot{}, fmt.Errorf("reads dump: %w", err)
 	}
@@ -305,7 +246,7 @@ func (s *Store) Dump(ctx context.Context) (reads.Snapshot, error) {
 	if snap.Markers, err = s.count(ctx, mdocs); err != nil {
 		return reads.Snapshot{}, fmt.Errorf("reads dump: %w", err)
 	}
-	docs, err := findMessages(ctx, s.messages, bson.D{}, options.Find().SetSort(bson.D{{Key: "room", Value: 1}, {Key: "seq", Value: 1}}))
+	docs, err := mongostore.Find[messageDoc](ctx, s.messages, bson.D{}, options.Find().SetSort(bson.D{{Key: "room", Value: 1}, {Key: "seq", Value: 1}}))
 	if err != nil {
 		return reads.Snapshot{}, fmt.Errorf("reads dump: %w", err)
 	}
@@ -317,10 +258,8 @@ func (s *Store) Dump(ctx context.Context) (reads.Snapshot, error) {
 
 // Drop implements reads.Store: it drops the version's collections.
 func (s *Store) Drop(ctx context.Context) error {
-	for _, c := range []*mongo.Collection{s.markers, s.messages, s.position} {
-		if err := c.Drop(ctx); err != nil {
-			return fmt.Errorf("drop reads %s: %w", s.name, err)
-		}
+	if err := mongostore.Drop(ctx, s.markers, s.messages, s.position.Coll); err != nil {
+		return fmt.Errorf("drop reads %s: %w", s.name, err)
 	}
 	return nil
 }

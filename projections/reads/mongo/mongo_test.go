@@ -1,7 +1,6 @@
 package mongo_test
 
 import (
-	"context"
 	"fmt"
 	"reflect"
 	"sync/atomic"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/jetchat/jetchat/pkg/chat"
@@ -28,12 +26,7 @@ func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Open {
 		dbName := fmt.Sprintf("reads_test_%d", n.Add(1))
 		return func(name string) reads.Store {
-			client, err := mongo.Connect(options.Client().ApplyURI(uri))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-			s, err := readsmongo.New(t.Context(), client.Database(dbName), name)
+			s, err := readsmongo.New(t.Context(), testrig.MongoDatabase(t, uri, dbName), name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,12 +41,7 @@ func TestStore(t *testing.T) {
 func TestCrashBeforePositionReplaysToSameState(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	client, err := mongo.Connect(options.Client().ApplyURI(testrig.RunFerret(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	db := client.Database("reads_crash")
+	db := testrig.MongoDatabase(t, testrig.RunFerret(t), "reads_crash")
 	s, err := readsmongo.New(ctx, db, "reads_v1")
 	if err != nil {
 		t.Fatal(err)

@@ -15,9 +15,9 @@
 //
 // Apply folds a batch with reads.Fold and writes what it changed and the new
 // position in one IMMEDIATE transaction, so data and position never
-// disagree. The database runs in WAL mode with a busy timeout; writes go
-// through one connection, reads through a separate pool that WAL lets run
-// beside it.
+// disagree. projections/sqlitestore opens the file and keeps N_position:
+// WAL mode with a busy timeout; writes go through one connection, reads
+// through a separate pool that WAL lets run beside it.
 //
 // The package never decides what an event means: that is reads.Fold's job.
 package sqlite
@@ -28,68 +28,37 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"time"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/jetchat/jetchat/pkg/chat"
 	"github.com/jetchat/jetchat/projections/reads"
+	"github.com/jetchat/jetchat/projections/sqlitestore"
 )
 
 // Store is one named version of the read-marker model in an SQLite file.
 type Store struct {
-	name string
-	w, r *sql.DB // w: one connection, BEGIN IMMEDIATE; r: the readers
+	db *sqlitestore.DB
 
-	getPos, setPos                       *sql.Stmt // on w
 	loadMarker, loadMessage              *sql.Stmt // on w, for Fold's loader
 	putMarker, delMarker, putMsg, delMsg *sql.Stmt // on w
 	marker, markersOf, unread            *sql.Stmt // on r
-
-	closeOnce sync.Once
-	closeErr  error
 }
 
 var _ reads.Store = (*Store)(nil)
 
-const busyTimeout = 10 * time.Second
-
 // Open opens (creating if needed) the version name of the reads store in the
 // SQLite file at path. The path must not hold '?' or '#'.
 func Open(ctx context.Context, path, name string) (*Store, error) {
-	if err := reads.ValidateName(name); err != nil {
+	s := &Store{}
+	db, err := sqlitestore.Open(ctx, "reads", path, name, schema, s.stmts()...)
+	if err != nil {
 		return nil, err
 	}
-	if path == "" || strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("open reads store: bad sqlite path %q", path)
-	}
-	common := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)", path, busyTimeout.Milliseconds())
-	s := &Store{name: name}
-	var err error
-	if s.w, err = sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_txlock=immediate"); err != nil {
-		return nil, fmt.Errorf("open reads store %s: %w", path, err)
-	}
-	s.w.SetMaxOpenConns(1)
-	s.w.SetConnMaxIdleTime(0)
-	if err := s.init(ctx); err != nil {
-		_ = s.w.Close()
-		return nil, fmt.Errorf("open reads store %s (%s): %w", path, name, err)
-	}
-	if s.r, err = sql.Open("sqlite", common+"&_pragma=query_only(1)"); err != nil {
-		_ = s.w.Close()
-		return nil, fmt.Errorf("open reads store %s: %w", path, err)
-	}
-	s.r.SetMaxOpenConns(8)
-	if err := s.prepare(ctx); err != nil {
-		_ = s.Close()
-		return nil, fmt.Errorf("open reads store %s (%s): %w", path, name, err)
-	}
+	s.db = db
 	return s, nil
 }
 
-func (s *Store) init(ctx context.Context) error {
-	_, err := s.w.ExecContext(ctx, s.sql(`
+// schema is the version's tables but N_position, which sqlitestore keeps.
+const schema = `
 CREATE TABLE IF NOT EXISTS {N}_markers (
 	room TEXT    NOT NULL,
 	user TEXT    NOT NULL,
@@ -102,13 +71,7 @@ CREATE TABLE IF NOT EXISTS {N}_messages (
 	seq    INTEGER NOT NULL,
 	author TEXT    NOT NULL,
 	PRIMARY KEY (room, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS {N}_position (
-	id       INTEGER PRIMARY KEY CHECK (id = 1),
-	position INTEGER NOT NULL
-);`))
-	return err
-}
+) WITHOUT ROWID;`
 
 // unreadQuery counts the unread messages of a marker, stopping at
 // reads.MaxUnread.
@@ -120,39 +83,24 @@ func init() {
 	}
 }
 
-func (s *Store) prepare(ctx context.Context) error {
-	for _, p := range []struct {
-		db    *sql.DB
-		stmt  **sql.Stmt
-		query string
-	}{
-		{s.w, &s.getPos, `SELECT position FROM {N}_position WHERE id = 1`},
-		{s.w, &s.setPos, `INSERT INTO {N}_position (id, position) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET position = excluded.position`},
-		{s.w, &s.loadMarker, `SELECT read FROM {N}_markers WHERE room = ? AND user = ?`},
-		{s.w, &s.loadMessage, `SELECT author FROM {N}_messages WHERE room = ? AND seq = ?`},
-		{s.w, &s.putMarker, `INSERT INTO {N}_markers (room, user, read) VALUES (?, ?, ?) ON CONFLICT (room, user) DO UPDATE SET read = excluded.read`},
-		{s.w, &s.delMarker, `DELETE FROM {N}_markers WHERE room = ? AND user = ?`},
-		{s.w, &s.putMsg, `INSERT INTO {N}_messages (room, seq, author) VALUES (?, ?, ?) ON CONFLICT (room, seq) DO UPDATE SET author = excluded.author`},
-		{s.w, &s.delMsg, `DELETE FROM {N}_messages WHERE room = ? AND seq = ?`},
-		{s.r, &s.marker, `SELECT read FROM {N}_markers WHERE room = ? AND user = ?`},
-		{s.r, &s.markersOf, `SELECT room, read FROM {N}_markers WHERE user = ? ORDER BY room`},
-		{s.r, &s.unread, unreadQuery},
-	} {
-		st, err := p.db.PrepareContext(ctx, s.sql(p.query))
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", p.query, err)
-		}
-		*p.stmt = st
+// stmts are the statements Open prepares.
+func (s *Store) stmts() []sqlitestore.Stmt {
+	return []sqlitestore.Stmt{
+		sqlitestore.Writer(&s.loadMarker, `SELECT read FROM {N}_markers WHERE room = ? AND user = ?`),
+		sqlitestore.Writer(&s.loadMessage, `SELECT author FROM {N}_messages WHERE room = ? AND seq = ?`),
+		sqlitestore.Writer(&s.putMarker, `INSERT INTO {N}_markers (room, user, read) VALUES (?, ?, ?) ON CONFLICT (room, user) DO UPDATE SET read = excluded.read`),
+		sqlitestore.Writer(&s.delMarker, `DELETE FROM {N}_markers WHERE room = ? AND user = ?`),
+		sqlitestore.Writer(&s.putMsg, `INSERT INTO {N}_messages (room, seq, author) VALUES (?, ?, ?) ON CONFLICT (room, seq) DO UPDATE SET author = excluded.author`),
+		sqlitestore.Writer(&s.delMsg, `DELETE FROM {N}_messages WHERE room = ? AND seq = ?`),
+		sqlitestore.Reader(&s.marker, `SELECT read FROM {N}_markers WHERE room = ? AND user = ?`),
+		sqlitestore.Reader(&s.markersOf, `SELECT room, read FROM {N}_markers WHERE user = ? ORDER BY room`),
+		sqlitestore.Reader(&s.unread, unreadQuery),
 	}
-	return nil
 }
-
-// sql puts the version's name in a query: validated, so safe to splice.
-func (s *Store) sql(q string) string { return strings.ReplaceAll(q, "{N}", s.name) }
 
 // Apply implements reads.Store: one transaction per batch.
 func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.db.W.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("apply reads: begin: %w", err)
 	}
@@ -161,7 +109,7 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
 			_ = tx.Rollback()
 		}
 	}()
-	pos, err := position(ctx, tx.StmtContext(ctx, s.getPos))
+	pos, err := s.db.Position(ctx, tx)
 	if err != nil {
 		return fmt.Errorf("apply reads: %w", err)
 	}
@@ -200,8 +148,8 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
 			return err
 		}
 	}
-	if err := exec(s.setPos, "write position", int64(b.Position)); err != nil {
-		return err
+	if err := s.db.SetPosition(ctx, tx, b.Position); err != nil {
+		return fmt.Errorf("apply reads: write position %d: %w", b.Position, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("apply reads: commit: %w", err)
@@ -238,26 +186,17 @@ func (s *Store) load(ctx context.Context, tx *sql.Tx, l reads.Lookup) (reads.Sta
 
 // Position implements reads.Store.
 func (s *Store) Position(ctx context.Context) (uint64, error) {
-	pos, err := position(ctx, s.getPos)
+	pos, err := s.db.Position(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("reads position: %w", err)
 	}
 	return pos, nil
 }
 
-func position(ctx context.Context, st *sql.Stmt) (uint64, error) {
-	var pos int64
-	err := st.QueryRowContext(ctx).Scan(&pos)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	return uint64(pos), err
-}
-
 // Markers implements reads.Store: a key lookup and a bounded count per room,
 // in one read transaction.
 func (s *Store) Markers(ctx context.Context, user string, rooms []string) (map[string]reads.Marker, error) {
-	tx, err := s.r.BeginTx(ctx, nil)
+	tx, err := s.db.R.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("read markers: %w", err)
 	}
@@ -284,7 +223,7 @@ func (s *Store) Markers(ctx context.Context, user string, rooms []string) (map[s
 // All implements reads.Store: the user's markers from N_markers_user, then a
 // bounded count per room, in one read transaction.
 func (s *Store) All(ctx context.Context, user string) ([]reads.Marker, error) {
-	tx, err := s.r.BeginTx(ctx, nil)
+	tx, err := s.db.R.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("read markers: %w", err)
 	}
@@ -331,14 +270,14 @@ func scanMarkers(user string, rows *sql.Rows, err error) ([]reads.Marker, error)
 
 // Dump implements reads.Store.
 func (s *Store) Dump(ctx context.Context) (reads.Snapshot, error) {
-	tx, err := s.r.BeginTx(ctx, nil)
+	tx, err := s.db.R.BeginTx(ctx, nil)
 	if err != nil {
 		return reads.Snapshot{}, fmt.Errorf("reads dump: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
 	var snap reads.Snapshot
 	err = func() error {
-		rows, err := tx.QueryContext(ctx, s.sql(`SELECT room, user, read FROM {N}_markers ORDER BY room, user`))
+		rows, err := tx.QueryContext(ctx, s.db.SQL(`SELECT room, user, read FROM {N}_markers ORDER BY room, user`))
 		if err != nil {
 			return err
 		}
@@ -360,7 +299,7 @@ func (s *Store) Dump(ctx context.Context) (reads.Snapshot, error) {
 	if err != nil {
 		return reads.Snapshot{}, fmt.Errorf("reads dump: %w", err)
 	}
-	rows, err := tx.QueryContext(ctx, s.sql(`SELECT room, seq, author FROM {N}_messages ORDER BY room, seq`))
+	rows, err := tx.QueryContext(ctx, s.db.SQL(`SELECT room, seq, author FROM {N}_messages ORDER BY room, seq`))
 	if err != nil {
 		return reads.Snapshot{}, fmt.Errorf("reads dump: %w", err)
 	}
@@ -383,27 +322,11 @@ func (s *Store) Dump(ctx context.Context) (reads.Snapshot, error) {
 // Drop implements reads.Store: it drops the version's tables. The store must
 // be closed afterwards; opening the name again starts it empty.
 func (s *Store) Drop(ctx context.Context) error {
-	_, err := s.w.ExecContext(ctx, s.sql(`DROP TABLE IF EXISTS {N}_markers; DROP TABLE IF EXISTS {N}_messages; DROP TABLE IF EXISTS {N}_position;`))
-	if err != nil {
-		return fmt.Errorf("drop reads %s: %w", s.name, err)
+	if err := s.db.Drop(ctx, "markers", "messages"); err != nil {
+		return fmt.Errorf("drop reads %s: %w", s.db.Name, err)
 	}
 	return nil
 }
 
 // Close implements reads.Store; it may be called more than once.
-func (s *Store) Close() error {
-	s.closeOnce.Do(func() {
-		for _, st := range []*sql.Stmt{s.getPos, s.setPos, s.loadMarker, s.loadMessage, s.putMarker, s.delMarker, s.putMsg, s.delMsg, s.marker, s.markersOf, s.unread} {
-			if st != nil {
-				_ = st.Close()
-			}
-		}
-		var errs []error
-		if s.r != nil {
-			errs = append(errs, s.r.Close())
-		}
-		errs = append(errs, s.w.Close())
-		s.closeErr = errors.Join(errs...)
-	})
-	return s.closeErr
-}
+func (s *Store) Close() error { return s.db.Close() }

@@ -2,7 +2,6 @@ package sqlite_test
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"github.com/jetchat/jetchat/projections/reads"
 	"github.com/jetchat/jetchat/projections/reads/sqlite"
 	"github.com/jetchat/jetchat/projections/reads/storetest"
+	"github.com/jetchat/jetchat/projections/sqlitestore/sqlitestoretest"
 )
 
 func TestStore(t *testing.T) {
@@ -45,35 +45,14 @@ func TestWALAndIndexedQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var mode string
-	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
-		t.Fatalf("journal_mode %q (%v), want wal", mode, err)
-	}
+	db := sqlitestoretest.OpenWAL(t, path)
 	for q, args := range map[string][]any{
 		sqlite.UnreadQuery: {"a", 5, "ann"},
 		`SELECT room, read FROM {N}_markers WHERE user = ? ORDER BY room`: {"ann"},
 		`SELECT read FROM {N}_markers WHERE room = ? AND user = ?`:        {"a", "ann"},
 	} {
 		q = strings.ReplaceAll(q, "{N}", "reads_v1")
-		rows, err := db.Query(`EXPLAIN QUERY PLAN `+q, args...)
-		if err != nil {
-			t.Fatalf("explain %s: %v", q, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := sqlitestoretest.QueryPlan(t, db, q, args...)
 		for _, step := range plan {
 			if (strings.HasPrefix(step, "SCAN ") && !strings.HasPrefix(step, "SCAN (subquery")) || strings.Contains(step, "TEMP B-TREE") {
 				t.Errorf("%s\nscans or sorts: %q (plan %q)", q, step, plan)

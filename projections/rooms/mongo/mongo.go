@@ -54,13 +54,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/projections"
+	"github.com/jetchat/jetchat/projections/mongostore"
 	"github.com/jetchat/jetchat/projections/rooms"
 )
 
@@ -69,7 +70,7 @@ type Store struct {
 	name     string
 	rooms    *mongo.Collection
 	members  *mongo.Collection
-	position *mongo.Collection
+	position mongostore.Position
 }
 
 var _ rooms.Store = (*Store)(nil)
@@ -77,71 +78,30 @@ var _ rooms.Store = (*Store)(nil)
 // New opens the version name of the rooms store in db, creating its indexes.
 // The caller owns db's client: Close does not disconnect it.
 func New(ctx context.Context, db *mongo.Database, name string) (*Store, error) {
-	if err := rooms.ValidateName(name); err != nil {
-		return nil, err
+	if err := projections.ValidateName(name); err != nil {
+		return nil, fmt.Errorf("open rooms store: %w", err)
 	}
 	s := &Store{
 		name:     name,
 		rooms:    db.Collection(name + "_rooms"),
 		members:  db.Collection(name + "_members"),
-		position: db.Collection(name + "_position"),
+		position: mongostore.NewPosition(db, name),
 	}
 	for _, c := range []struct {
 		coll    *mongo.Collection
-		indexes []index
+		indexes []mongostore.Index
 	}{
-		{s.rooms, []index{{"private_activity", bson.D{{Key: "private", Value: 1}, {Key: "last_activity", Value: -1}, {Key: "_id", Value: 1}}, false}}},
-		{s.members, []index{
-			{"room_user", bson.D{{Key: "room", Value: 1}, {Key: "user", Value: 1}}, true},
-			{"user_room", bson.D{{Key: "user", Value: 1}, {Key: "room", Value: 1}}, true},
+		{s.rooms, []mongostore.Index{{Name: "private_activity", Keys: bson.D{{Key: "private", Value: 1}, {Key: "last_activity", Value: -1}, {Key: "_id", Value: 1}}}}},
+		{s.members, []mongostore.Index{
+			{Name: "room_user", Keys: bson.D{{Key: "room", Value: 1}, {Key: "user", Value: 1}}, Unique: true},
+			{Name: "user_room", Keys: bson.D{{Key: "user", Value: 1}, {Key: "room", Value: 1}}, Unique: true},
 		}},
 	} {
-		if err := createIndexes(ctx, c.coll, c.indexes); err != nil {
+		if err := mongostore.CreateIndexes(ctx, c.coll, c.indexes...); err != nil {
 			return nil, fmt.Errorf("open rooms store %s: %w", name, err)
 		}
 	}
 	return s, nil
-}
-
-type index struct {
-	name   string
-	keys   bson.D
-	unique bool
-}
-
-// codeNamespaceNotFound is MongoDB's answer to listIndexes on a collection
-// that does not exist yet.
-const codeNamespaceNotFound = 26
-
-// createIndexes creates the indexes that do not exist yet. MongoDB would
-// accept creating them again, but FerretDB v1.24 drops the connection (a
-// panic in its handler) when createIndexes names indexes that exist.
-func createIndexes(ctx context.Context, coll *mongo.Collection, want []index) error {
-	specs, err := coll.Indexes().ListSpecifications(ctx)
-	var se mongo.ServerError
-	if errors.As(err, &se) && se.HasErrorCode(codeNamespaceNotFound) {
-		specs, err = nil, nil
-	}
-	if err != nil {
-		return fmt.Errorf("list indexes of %s: %w", coll.Name(), err)
-	}
-	var missing []mongo.IndexModel
-	for _, ix := range want {
-		if !slices.ContainsFunc(specs, func(s mongo.IndexSpecification) bool { return s.Name == ix.name }) {
-			opts := options.Index().SetName(ix.name)
-			if ix.unique {
-				opts.SetUnique(true)
-			}
-			missing = append(missing, mongo.IndexModel{Keys: ix.keys, Options: opts})
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	if _, err := coll.Indexes().CreateMany(ctx, missing); err != nil {
-		return fmt.Errorf("create indexes of %s: %w", coll.Name(), err)
-	}
-	return nil
 }
 
 type roomDoc struct {
@@ -175,22 +135,22 @@ func memberID(m rooms.Member) string { return m.Room + ":" + m.User }
 
 func toDoc(r rooms.Room) roomDoc {
 	d := roomDoc{
-		ID: r.ID, Name: r.Name, Private: r.Private, Creator: r.Creator, Created: nanos(r.Created),
-		Members: int64(r.Members), LastActivity: nanos(r.LastActivity), Head: int64(r.Head),
+		ID: r.ID, Name: r.Name, Private: r.Private, Creator: r.Creator, Created: projections.Nanos(r.Created),
+		Members: int64(r.Members), LastActivity: projections.Nanos(r.LastActivity), Head: int64(r.Head),
 	}
 	if p := r.Last; p != nil {
-		d.Last = &previewDoc{Seq: int64(p.Seq), Author: p.Author, Text: p.Text, TS: nanos(p.Time), Deleted: p.Deleted}
+		d.Last = &previewDoc{Seq: int64(p.Seq), Author: p.Author, Text: p.Text, TS: projections.Nanos(p.Time), Deleted: p.Deleted}
 	}
 	return d
 }
 
 func (d roomDoc) room() rooms.Room {
 	r := rooms.Room{
-		ID: d.ID, Name: d.Name, Private: d.Private, Creator: d.Creator, Created: fromNanos(d.Created),
-		Members: int(d.Members), LastActivity: fromNanos(d.LastActivity), Head: uint64(d.Head),
+		ID: d.ID, Name: d.Name, Private: d.Private, Creator: d.Creator, Created: projections.FromNanos(d.Created),
+		Members: int(d.Members), LastActivity: projections.FromNanos(d.LastActivity), Head: uint64(d.Head),
 	}
 	if p := d.Last; p != nil {
-		r.Last = &rooms.Preview{Seq: uint64(p.Seq), Author: p.Author, Text: p.Text, Time: fromNanos(p.TS), Deleted: p.Deleted}
+		r.Last = &rooms.Preview{Seq: uint64(p.Seq), Author: p.Author, Text: p.Text, Time: projections.FromNanos(p.TS), Deleted: p.Deleted}
 	}
 	return r
 }
@@ -234,11 +194,7 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) error {
 			return fmt.Errorf("apply rooms: write rooms: %w", err)
 		}
 	}
-	_, err = s.position.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: "position"}},
-		bson.D{{Key: "$max", Value: bson.D{{Key: "position", Value: int64(b.Position)}}}},
-		options.UpdateOne().SetUpsert(true))
-	if err != nil {
+	if err := s.position.Set(ctx, b.Position); err != nil {
 		return fmt.Errorf("apply rooms: write position: %w", err)
 	}
 	return nil
@@ -251,7 +207,7 @@ const lookupChunk = 500
 func (s *Store) load(ctx context.Context, l rooms.Lookup) (rooms.State, error) {
 	st := rooms.State{Counts: make(map[string]int, len(l.Count))}
 	for c := range slices.Chunk(l.Rooms, lookupChunk) {
-		docs, err := findRooms(ctx, s.rooms, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: c}}}}, options.Find())
+		docs, err := mongostore.Find[roomDoc](ctx, s.rooms, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: c}}}}, options.Find())
 		if err != nil {
 			return rooms.State{}, fmt.Errorf("load rooms: %w", err)
 		}
@@ -271,7 +227,7 @@ func (s *Store) load(ctx context.Context, l rooms.Lookup) (rooms.State, error) {
 		for _, m := range c {
 			ids = append(ids, memberID(m))
 		}
-		docs, err := findMembers(ctx, s.members, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find())
+		docs, err := mongostore.Find[memberDoc](ctx, s.members, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find())
 		if err != nil {
 			return rooms.State{}, fmt.Errorf("load members: %w", err)
 		}
@@ -282,43 +238,13 @@ func (s *Store) load(ctx context.Context, l rooms.Lookup) (rooms.State, error) {
 	return st, nil
 }
 
-func findRooms(ctx context.Context, coll *mongo.Collection, filter any, opts *options.FindOptionsBuilder) ([]roomDoc, error) {
-	cur, err := coll.Find(ctx, filter, opts)
-	if err != nil {
-		return nil, err
-	}
-	var docs []roomDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, err
-	}
-	return docs, nil
-}
-
-func findMembers(ctx context.Context, coll *mongo.Collection, filter any, opts *options.FindOptionsBuilder) ([]memberDoc, error) {
-	cur, err := coll.Find(ctx, filter, opts)
-	if err != nil {
-		return nil, err
-	}
-	var docs []memberDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, err
-	}
-	return docs, nil
-}
-
 // Position implements rooms.Store.
 func (s *Store) Position(ctx context.Context) (uint64, error) {
-	var p struct {
-		Position int64 `bson:"position"`
-	}
-	err := s.position.FindOne(ctx, bson.D{{Key: "_id", Value: "position"}}).Decode(&p)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return 0, nil
-	}
+	pos, err := s.position.Get(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("rooms position: %w", err)
 	}
-	return uint64(p.Position), nil
+	return pos, nil
 }
 
 // listSort is List's order: newest activity first, ties by id.
@@ -328,11 +254,11 @@ var listSort = bson.D{{Key: "last_activity", Value: -1}, {Key: "_id", Value: 1}}
 // comment).
 func (s *Store) List(ctx context.Context, user string, limit int) ([]rooms.Room, error) {
 	n := rooms.Limit(limit)
-	docs, err := findRooms(ctx, s.rooms, bson.D{{Key: "private", Value: false}}, options.Find().SetSort(listSort).SetLimit(int64(n)))
+	docs, err := mongostore.Find[roomDoc](ctx, s.rooms, bson.D{{Key: "private", Value: false}}, options.Find().SetSort(listSort).SetLimit(int64(n)))
 	if err != nil {
 		return nil, fmt.Errorf("list rooms: %w", err)
 	}
-	mine, err := findMembers(ctx, s.members, bson.D{{Key: "user", Value: user}},
+	mine, err := mongostore.Find[memberDoc](ctx, s.members, bson.D{{Key: "user", Value: user}},
 		options.Find().SetProjection(bson.D{{Key: "_id", Value: 0}, {Key: "room", Value: 1}}))
 	if err != nil {
 		return nil, fmt.Errorf("list rooms of %s: %w", user, err)
@@ -342,7 +268,7 @@ func (s *Store) List(ctx context.Context, user string, limit int) ([]rooms.Room,
 		for _, m := range mine {
 			ids = append(ids, m.Room)
 		}
-		priv, err := findRooms(ctx, s.rooms,
+		priv, err := mongostore.Find[roomDoc](ctx, s.rooms,
 			bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "private", Value: true}},
 			options.Find().SetSort(listSort).SetLimit(int64(n)))
 		if err != nil {
@@ -388,11 +314,11 @@ func (s *Store) IsMember(ctx context.Context, room, user string) (bool, error) {
 
 // Dump implements rooms.Store.
 func (s *Store) Dump(ctx context.Context) (rooms.Snapshot, error) {
-	docs, err := findRooms(ctx, s.rooms, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	docs, err := mongostore.Find[roomDoc](ctx, s.rooms, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
 		return rooms.Snapshot{}, fmt.Errorf("rooms dump: %w", err)
 	}
-	mdocs, err := findMembers(ctx, s.members, bson.D{}, options.Find().SetSort(bson.D{{Key: "room", Value: 1}, {Key: "user", Value: 1}}))
+	mdocs, err := mongostore.Find[memberDoc](ctx, s.members, bson.D{}, options.Find().SetSort(bson.D{{Key: "room", Value: 1}, {Key: "user", Value: 1}}))
 	if err != nil {
 		return rooms.Snapshot{}, fmt.Errorf("rooms dump: %w", err)
 	}
@@ -408,10 +334,8 @@ func (s *Store) Dump(ctx context.Context) (rooms.Snapshot, error) {
 
 // Drop implements rooms.Store: it drops the version's collections.
 func (s *Store) Drop(ctx context.Context) error {
-	for _, c := range []*mongo.Collection{s.rooms, s.members, s.position} {
-		if err := c.Drop(ctx); err != nil {
-			return fmt.Errorf("drop rooms %s: %w", s.name, err)
-		}
+	if err := mongostore.Drop(ctx, s.rooms, s.members, s.position.Coll); err != nil {
+		return fmt.Errorf("drop rooms %s: %w", s.name, err)
 	}
 	return nil
 }
@@ -419,19 +343,3 @@ func (s *Store) Drop(ctx context.Context) error {
 // Close implements rooms.Store. It releases nothing: the client is the
 // caller's.
 func (s *Store) Close() error { return nil }
-
-// nanos stores a time as Unix nanoseconds (0 for the zero time), as the
-// history store does.
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}

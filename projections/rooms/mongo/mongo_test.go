@@ -1,7 +1,6 @@
 package mongo_test
 
 import (
-	"context"
 	"fmt"
 	"reflect"
 	"sync/atomic"
@@ -9,8 +8,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/jetchat/jetchat/pkg/chat"
 	"github.com/jetchat/jetchat/pkg/testrig"
@@ -28,12 +25,7 @@ func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Open {
 		dbName := fmt.Sprintf("rooms_test_%d", n.Add(1))
 		return func(name string) rooms.Store {
-			client, err := mongo.Connect(options.Client().ApplyURI(uri))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-			s, err := roomsmongo.New(t.Context(), client.Database(dbName), name)
+			s, err := roomsmongo.New(t.Context(), testrig.MongoDatabase(t, uri, dbName), name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,12 +41,7 @@ func TestStore(t *testing.T) {
 func TestCrashBeforeRoomsReplaysToSameState(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	client, err := mongo.Connect(options.Client().ApplyURI(testrig.RunFerret(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	db := client.Database("rooms_crash")
+	db := testrig.MongoDatabase(t, testrig.RunFerret(t), "rooms_crash")
 	s, err := roomsmongo.New(ctx, db, "rooms_v1")
 	if err != nil {
 		t.Fatal(err)

@@ -14,9 +14,10 @@
 //
 // Apply folds a batch with rooms.Fold and writes the rooms and memberships it
 // changed and the new position in one IMMEDIATE transaction, so data and
-// position never disagree. The database runs in WAL mode with a busy
-// timeout; writes go through one connection (SQLite has one writer anyway),
-// reads through a separate pool that WAL lets run beside it.
+// position never disagree. projections/sqlitestore opens the file and
+// keeps N_position: WAL mode with a busy timeout; writes go through one
+// connection (SQLite has one writer anyway), reads through a separate pool
+// that WAL lets run beside it.
 //
 // The package never decides what an event means: that is rooms.Fold's job.
 package sqlite
@@ -24,71 +25,39 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"strings"
-	"sync"
-	"time"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/projections"
 	"github.com/jetchat/jetchat/projections/rooms"
+	"github.com/jetchat/jetchat/projections/sqlitestore"
 )
 
 // Store is one named version of the room list in an SQLite file.
 type Store struct {
-	name string
-	w, r *sql.DB // w: one connection, BEGIN IMMEDIATE; r: the readers
+	db *sqlitestore.DB
 
-	getPos, setPos                *sql.Stmt // on w
 	loadRoom, countMembers, isMem *sql.Stmt // on w, for Fold's loader
 	putRoom, join, leave          *sql.Stmt // on w
 	get, member, list             *sql.Stmt // on r
-
-	closeOnce sync.Once
-	closeErr  error
 }
 
 var _ rooms.Store = (*Store)(nil)
 
-const busyTimeout = 10 * time.Second
-
 // Open opens (creating if needed) the version name of the rooms store in the
 // SQLite file at path. The path must not hold '?' or '#'.
 func Open(ctx context.Context, path, name string) (*Store, error) {
-	if err := rooms.ValidateName(name); err != nil {
+	s := &Store{}
+	db, err := sqlitestore.Open(ctx, "rooms", path, name, schema, s.stmts()...)
+	if err != nil {
 		return nil, err
 	}
-	if path == "" || strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("open rooms store: bad sqlite path %q", path)
-	}
-	common := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)", path, busyTimeout.Milliseconds())
-	s := &Store{name: name}
-	var err error
-	if s.w, err = sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_txlock=immediate"); err != nil {
-		return nil, fmt.Errorf("open rooms store %s: %w", path, err)
-	}
-	s.w.SetMaxOpenConns(1)
-	s.w.SetConnMaxIdleTime(0)
-	if err := s.init(ctx); err != nil {
-		_ = s.w.Close()
-		return nil, fmt.Errorf("open rooms store %s (%s): %w", path, name, err)
-	}
-	if s.r, err = sql.Open("sqlite", common+"&_pragma=query_only(1)"); err != nil {
-		_ = s.w.Close()
-		return nil, fmt.Errorf("open rooms store %s: %w", path, err)
-	}
-	s.r.SetMaxOpenConns(8)
-	if err := s.prepare(ctx); err != nil {
-		_ = s.Close()
-		return nil, fmt.Errorf("open rooms store %s (%s): %w", path, name, err)
-	}
+	s.db = db
 	return s, nil
 }
 
-func (s *Store) init(ctx context.Context) error {
-	_, err := s.w.ExecContext(ctx, s.sql(`
+// schema is the version's tables but N_position, which sqlitestore keeps.
+const schema = `
 CREATE TABLE IF NOT EXISTS {N}_rooms (
 	id            TEXT    NOT NULL PRIMARY KEY,
 	name          TEXT    NOT NULL,
@@ -110,13 +79,7 @@ CREATE TABLE IF NOT EXISTS {N}_members (
 	user TEXT NOT NULL,
 	PRIMARY KEY (room, user)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS {N}_members_user ON {N}_members (user, room);
-CREATE TABLE IF NOT EXISTS {N}_position (
-	id       INTEGER PRIMARY KEY CHECK (id = 1),
-	position INTEGER NOT NULL
-);`))
-	return err
-}
+CREATE INDEX IF NOT EXISTS {N}_members_user ON {N}_members (user, room);`
 
 const cols = `id, name, private, creator, created, members, last_activity, head, last_seq, last_author, last_text, last_ts, last_deleted`
 
@@ -135,39 +98,24 @@ SELECT ` + cols + ` FROM (
 		WHERE m.user = ?2 AND r.private = 1 ORDER BY r.last_activity DESC, r.id LIMIT ?1)
 ) ORDER BY last_activity DESC, id LIMIT ?1`
 
-func (s *Store) prepare(ctx context.Context) error {
-	for _, p := range []struct {
-		db    *sql.DB
-		stmt  **sql.Stmt
-		query string
-	}{
-		{s.w, &s.getPos, `SELECT position FROM {N}_position WHERE id = 1`},
-		{s.w, &s.setPos, `INSERT INTO {N}_position (id, position) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET position = excluded.position`},
-		{s.w, &s.loadRoom, `SELECT ` + cols + ` FROM {N}_rooms WHERE id = ?`},
-		{s.w, &s.countMembers, `SELECT count(*) FROM {N}_members WHERE room = ?`},
-		{s.w, &s.isMem, `SELECT count(*) FROM {N}_members WHERE room = ? AND user = ?`},
-		{s.w, &s.putRoom, `INSERT OR REPLACE INTO {N}_rooms (` + cols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-		{s.w, &s.join, `INSERT INTO {N}_members (room, user) VALUES (?, ?) ON CONFLICT DO NOTHING`},
-		{s.w, &s.leave, `DELETE FROM {N}_members WHERE room = ? AND user = ?`},
-		{s.r, &s.get, `SELECT ` + cols + ` FROM {N}_rooms WHERE id = ?`},
-		{s.r, &s.member, `SELECT count(*) FROM {N}_members WHERE room = ? AND user = ?`},
-		{s.r, &s.list, listQuery},
-	} {
-		st, err := p.db.PrepareContext(ctx, s.sql(p.query))
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", p.query, err)
-		}
-		*p.stmt = st
+// stmts are the statements Open prepares.
+func (s *Store) stmts() []sqlitestore.Stmt {
+	return []sqlitestore.Stmt{
+		sqlitestore.Writer(&s.loadRoom, `SELECT `+cols+` FROM {N}_rooms WHERE id = ?`),
+		sqlitestore.Writer(&s.countMembers, `SELECT count(*) FROM {N}_members WHERE room = ?`),
+		sqlitestore.Writer(&s.isMem, `SELECT count(*) FROM {N}_members WHERE room = ? AND user = ?`),
+		sqlitestore.Writer(&s.putRoom, `INSERT OR REPLACE INTO {N}_rooms (`+cols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		sqlitestore.Writer(&s.join, `INSERT INTO {N}_members (room, user) VALUES (?, ?) ON CONFLICT DO NOTHING`),
+		sqlitestore.Writer(&s.leave, `DELETE FROM {N}_members WHERE room = ? AND user = ?`),
+		sqlitestore.Reader(&s.get, `SELECT `+cols+` FROM {N}_rooms WHERE id = ?`),
+		sqlitestore.Reader(&s.member, `SELECT count(*) FROM {N}_members WHERE room = ? AND user = ?`),
+		sqlitestore.Reader(&s.list, listQuery),
 	}
-	return nil
 }
-
-// sql puts the version's name in a query: validated, so safe to splice.
-func (s *Store) sql(q string) string { return strings.ReplaceAll(q, "{N}", s.name) }
 
 // Apply implements rooms.Store: one transaction per batch.
 func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.db.W.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("apply rooms: begin: %w", err)
 	}
@@ -176,7 +124,7 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
 			_ = tx.Rollback()
 		}
 	}()
-	pos, err := position(ctx, tx.StmtContext(ctx, s.getPos))
+	pos, err := s.db.Position(ctx, tx)
 	if err != nil {
 		return fmt.Errorf("apply rooms: %w", err)
 	}
@@ -205,13 +153,13 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
 		if r.Last != nil {
 			p = *r.Last
 		}
-		_, err := put.ExecContext(ctx, r.ID, r.Name, r.Private, r.Creator, nanos(r.Created), r.Members, nanos(r.LastActivity), int64(r.Head),
-			int64(p.Seq), p.Author, p.Text, nanos(p.Time), p.Deleted)
+		_, err := put.ExecContext(ctx, r.ID, r.Name, r.Private, r.Creator, projections.Nanos(r.Created), r.Members, projections.Nanos(r.LastActivity), int64(r.Head),
+			int64(p.Seq), p.Author, p.Text, projections.Nanos(p.Time), p.Deleted)
 		if err != nil {
 			return fmt.Errorf("apply rooms: write room %s: %w", r.ID, err)
 		}
 	}
-	if _, err := tx.StmtContext(ctx, s.setPos).ExecContext(ctx, int64(b.Position)); err != nil {
+	if err := s.db.SetPosition(ctx, tx, b.Position); err != nil {
 		return fmt.Errorf("apply rooms: write position: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -255,20 +203,11 @@ func (s *Store) load(ctx context.Context, tx *sql.Tx, l rooms.Lookup) (rooms.Sta
 
 // Position implements rooms.Store.
 func (s *Store) Position(ctx context.Context) (uint64, error) {
-	pos, err := position(ctx, s.getPos)
+	pos, err := s.db.Position(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("rooms position: %w", err)
 	}
 	return pos, nil
-}
-
-func position(ctx context.Context, st *sql.Stmt) (uint64, error) {
-	var pos int64
-	err := st.QueryRowContext(ctx).Scan(&pos)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	return uint64(pos), err
 }
 
 // List implements rooms.Store: the newest public rooms read in order from
@@ -305,16 +244,16 @@ func (s *Store) IsMember(ctx context.Context, room, user string) (bool, error) {
 
 // Dump implements rooms.Store.
 func (s *Store) Dump(ctx context.Context) (rooms.Snapshot, error) {
-	tx, err := s.r.BeginTx(ctx, nil)
+	tx, err := s.db.R.BeginTx(ctx, nil)
 	if err != nil {
 		return rooms.Snapshot{}, fmt.Errorf("rooms dump: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
 	var snap rooms.Snapshot
-	if snap.Rooms, err = scanRooms(tx.QueryContext(ctx, s.sql(`SELECT `+cols+` FROM {N}_rooms ORDER BY id`))); err != nil {
+	if snap.Rooms, err = scanRooms(tx.QueryContext(ctx, s.db.SQL(`SELECT `+cols+` FROM {N}_rooms ORDER BY id`))); err != nil {
 		return rooms.Snapshot{}, fmt.Errorf("rooms dump: %w", err)
 	}
-	rows, err := tx.QueryContext(ctx, s.sql(`SELECT room, user FROM {N}_members ORDER BY room, user`))
+	rows, err := tx.QueryContext(ctx, s.db.SQL(`SELECT room, user FROM {N}_members ORDER BY room, user`))
 	if err != nil {
 		return rooms.Snapshot{}, fmt.Errorf("rooms dump: %w", err)
 	}
@@ -335,30 +274,14 @@ func (s *Store) Dump(ctx context.Context) (rooms.Snapshot, error) {
 // Drop implements rooms.Store: it drops the version's tables. The store must
 // be closed afterwards; opening the name again starts it empty.
 func (s *Store) Drop(ctx context.Context) error {
-	_, err := s.w.ExecContext(ctx, s.sql(`DROP TABLE IF EXISTS {N}_rooms; DROP TABLE IF EXISTS {N}_members; DROP TABLE IF EXISTS {N}_position;`))
-	if err != nil {
-		return fmt.Errorf("drop rooms %s: %w", s.name, err)
+	if err := s.db.Drop(ctx, "rooms", "members"); err != nil {
+		return fmt.Errorf("drop rooms %s: %w", s.db.Name, err)
 	}
 	return nil
 }
 
 // Close implements rooms.Store; it may be called more than once.
-func (s *Store) Close() error {
-	s.closeOnce.Do(func() {
-		for _, st := range []*sql.Stmt{s.getPos, s.setPos, s.loadRoom, s.countMembers, s.isMem, s.putRoom, s.join, s.leave, s.get, s.member, s.list} {
-			if st != nil {
-				_ = st.Close()
-			}
-		}
-		var errs []error
-		if s.r != nil {
-			errs = append(errs, s.r.Close())
-		}
-		errs = append(errs, s.w.Close())
-		s.closeErr = errors.Join(errs...)
-	})
-	return s.closeErr
-}
+func (s *Store) Close() error { return s.db.Close() }
 
 func scanRooms(rows *sql.Rows, err error) ([]rooms.Room, error) {
 	if err != nil {
@@ -374,28 +297,12 @@ func scanRooms(rows *sql.Rows, err error) ([]rooms.Room, error) {
 			&lastSeq, &p.Author, &p.Text, &lastTS, &p.Deleted); err != nil {
 			return nil, err
 		}
-		r.Created, r.LastActivity, r.Head = fromNanos(created), fromNanos(activity), uint64(head)
+		r.Created, r.LastActivity, r.Head = projections.FromNanos(created), projections.FromNanos(activity), uint64(head)
 		if lastSeq != 0 {
-			p.Seq, p.Time = uint64(lastSeq), fromNanos(lastTS)
+			p.Seq, p.Time = uint64(lastSeq), projections.FromNanos(lastTS)
 			r.Last = &p
 		}
 		rs = append(rs, r)
 	}
 	return rs, rows.Err()
-}
-
-// nanos stores a time as Unix nanoseconds (0 for the zero time), as the
-// history store does, so times read back exactly.
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
 }

@@ -2,7 +2,6 @@ package sqlite_test
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"github.com/jetchat/jetchat/projections/rooms"
 	"github.com/jetchat/jetchat/projections/rooms/sqlite"
 	"github.com/jetchat/jetchat/projections/rooms/storetest"
+	"github.com/jetchat/jetchat/projections/sqlitestore/sqlitestoretest"
 )
 
 func TestStore(t *testing.T) {
@@ -46,15 +46,7 @@ func TestWALAndIndexedQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var mode string
-	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
-		t.Fatalf("journal_mode %q (%v), want wal", mode, err)
-	}
+	db := sqlitestoretest.OpenWAL(t, path)
 	for _, q := range []string{
 		sqlite.ListQuery,
 		`SELECT count(*) FROM rooms_v1_members WHERE room = 'a'`,
@@ -62,20 +54,7 @@ func TestWALAndIndexedQueries(t *testing.T) {
 		`SELECT * FROM rooms_v1_rooms WHERE id = 'a'`,
 	} {
 		q = strings.ReplaceAll(q, "{N}", "rooms_v1")
-		rows, err := db.Query(`EXPLAIN QUERY PLAN `+q, 100, "ann")
-		if err != nil {
-			t.Fatalf("explain %s: %v", q, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := sqlitestoretest.QueryPlan(t, db, q, 100, "ann")
 		if q == strings.ReplaceAll(sqlite.ListQuery, "{N}", "rooms_v1") && !strings.Contains(strings.Join(plan, "\n"), "rooms_v1_members_user") {
 			t.Errorf("List does not find a user's private rooms through rooms_v1_members_user: %q", plan)
 		}
