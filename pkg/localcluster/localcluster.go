@@ -79,6 +79,7 @@ type Cluster struct {
 
 	mu       sync.Mutex
 	crashes  []string // unexpected exits
+	retries  []string // nodes started again after exiting while starting
 	stopped  bool
 	stopOnce sync.Once
 }
@@ -523,12 +524,47 @@ func (c *Cluster) StopNode(i int) error {
 	return nil
 }
 
-// StartNode starts chatd node i on its port and waits for GET /readyz.
+// StartNode starts chatd node i on its port and waits for GET /readyz. A
+// node that exits before it is ready is started again, twice at most, as
+// compose's restart policy would; those exits are listed by StartRetries.
 func (c *Cluster) StartNode(i int) error {
-	if err := c.nodes[i].start(); err != nil {
-		return err
+	p := c.nodes[i]
+	p.setStarting(true)
+	defer p.setStarting(false)
+	for attempt := 1; ; attempt++ {
+		if err := p.start(); err != nil {
+			return err
+		}
+		err := waitHTTP(context.Background(), "http://"+c.NodeAddr(i)+"/readyz", p, 60*time.Second)
+		if err == nil || p.exited() == nil || attempt == 3 {
+			return err
+		}
+		c.mu.Lock()
+		c.retries = append(c.retries, fmt.Sprintf("%s exited while starting (attempt %d): %s", p.name, attempt, lastLine(p.log)))
+		c.mu.Unlock()
+		c.log.Warn("chatd exited while starting: starting it again", "node", p.name, "log", p.log)
+		time.Sleep(time.Second)
 	}
-	return waitHTTP(context.Background(), "http://"+c.NodeAddr(i)+"/readyz", c.nodes[i], 60*time.Second)
+}
+
+// StartRetries lists the nodes that exited while starting and were started
+// again, with the last line of their log.
+func (c *Cluster) StartRetries() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.retries...)
+}
+
+// lastLine returns the last line of a log that is not one of proc's markers.
+func lastLine(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if !strings.HasPrefix(lines[i], "=== ") {
+			return lines[i]
+		}
+	}
+	return ""
 }
 
 // RestartNode stops chatd node i gracefully and starts it again.

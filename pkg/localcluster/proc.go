@@ -31,6 +31,7 @@ type proc struct {
 	done     chan struct{} // closed when the running process has exited
 	err      error         // its exit status, once done is closed
 	stopping bool          // stop was asked for this run
+	starting bool          // the caller of start waits for readiness and handles an exit itself
 }
 
 // start starts the process; it must not be running.
@@ -65,7 +66,7 @@ func (p *proc) start() error {
 		f.Close()
 		p.mu.Lock()
 		p.err = err
-		crashed := !p.stopping
+		crashed := !p.stopping && !p.starting
 		p.mu.Unlock()
 		close(done)
 		if crashed && p.onExit != nil {
@@ -80,6 +81,14 @@ func exitText(err error) string {
 		return "exit status 0"
 	}
 	return err.Error()
+}
+
+// setStarting marks whether the caller is waiting for the process to be
+// ready: an exit meanwhile is the caller's to handle, not a crash.
+func (p *proc) setStarting(v bool) {
+	p.mu.Lock()
+	p.starting = v
+	p.mu.Unlock()
 }
 
 // running reports whether the process is running, and its done channel.

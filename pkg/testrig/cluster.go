@@ -45,6 +45,9 @@ func RunClusterWith(tb testing.TB, opts localcluster.Options) *localcluster.Clus
 	tb.Logf("local cluster up in %v: %s (dir %s)", time.Since(start).Round(time.Millisecond), c.URL(), c.Dir())
 	tb.Cleanup(func() {
 		c.Stop()
+		for _, r := range c.StartRetries() {
+			tb.Logf("started again, as compose's restart policy would: %s", r)
+		}
 		if crashes := c.Crashes(); len(crashes) > 0 {
 			tb.Errorf("cluster processes exited on their own:\n  %s", strings.Join(crashes, "\n  "))
 		}
