@@ -84,6 +84,13 @@ func (b *bitset) set(i uint64) (was bool) {
 	return was
 }
 
+func (b bitset) count() (n int64) {
+	for _, w := range b {
+		n += int64(bits.OnesCount64(w))
+	}
+	return n
+}
+
 // andNotCount counts the members of a that are not in b, and those in both.
 func andNotCount(a, b bitset) (missing, both int64) {
 	for i, w := range a {

@@ -328,7 +328,7 @@ func runStorm(ctx context.Context, o *options, so *stormOpts) error {
 			sc.mu.Lock()
 			_, both := andNotCount(acked[sc.room], sc.got)
 			sc.mu.Unlock()
-			_, all := andNotCount(acked[sc.room], nil)
+			all := acked[sc.room].count()
 			want, have = want+all, have+both
 		}
 		ackMu.Unlock()
@@ -346,7 +346,7 @@ func runStorm(ctx context.Context, o *options, so *stormOpts) error {
 		Affected: affected, AllResumedS: round3(allResumed.Seconds()), Acked: nAcked.Load(), PublishErrors: pubErrs.Load(), Resources: res}
 	var rec, resume, other hist
 	for _, sc := range cs {
-		_, all := andNotCount(acked[sc.room], nil)
+		all := acked[sc.room].count()
 		missing, both := andNotCount(acked[sc.room], sc.got)
 		r.Expected += all
 		r.Delivered += both
