@@ -109,7 +109,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			}(c)
 		}
 		wg.Wait()
-		time.Sleep(time.Second) // let the server settle
+		time.Sleep(5 * time.Second) // let the server settle and return freed memory
 		after := rss(b, cmd.Process.Pid)
 		b.ReportMetric(float64(after-before)/conns/1024, "KiB/conn")
 		for _, w := range ws {

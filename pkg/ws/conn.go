@@ -9,32 +9,38 @@ import (
 )
 
 // conn is one WebSocket connection's outgoing side: a bounded queue drained
-// by one writer goroutine that packs pending frames into one message.
+// by a writer goroutine that packs pending frames into one message.
 //
-// The queue is a slice that grows with the backlog and shrinks back, so an
-// idle connection holds no queue memory; past limit frames the connection is
-// a slow reader and the node closes it.
+// An idle connection holds neither a writer goroutine nor queue memory: a
+// writer starts when frames arrive and ends when the queue is empty, the
+// queue is a slice that grows with the backlog and is released when drained,
+// and the ping is a timer. Past limit frames the connection is a slow reader
+// and the node closes it.
 type conn struct {
 	ws           *websocket.Conn
 	limit        int
 	writeTimeout time.Duration
 	pingInterval time.Duration
+	noPong       int // close code when a ping goes unanswered
+	pinger       *time.Timer
 
-	mu     sync.Mutex
-	queue  [][]byte
-	wake   chan struct{} // one token: the writer has frames to write
-	space  chan struct{} // closed and replaced when the writer takes frames
-	closed chan struct{}
-	code   websocket.StatusCode
-	reason string
-	isDone bool
+	mu      sync.Mutex
+	queue   [][]byte
+	writing bool          // a writer goroutine runs (or the connection is closed)
+	space   chan struct{} // closed and replaced when the writer takes frames
+	closed  chan struct{}
+	code    websocket.StatusCode
+	reason  string
+	isDone  bool
 }
 
-func newConn(ws *websocket.Conn, limit int, writeTimeout, pingInterval time.Duration) *conn {
-	return &conn{
-		ws: ws, limit: limit, writeTimeout: writeTimeout, pingInterval: pingInterval,
-		wake: make(chan struct{}, 1), space: make(chan struct{}), closed: make(chan struct{}),
+func newConn(ws *websocket.Conn, limit int, writeTimeout, pingInterval time.Duration, noPong int) *conn {
+	c := &conn{
+		ws: ws, limit: limit, writeTimeout: writeTimeout, pingInterval: pingInterval, noPong: noPong,
+		space: make(chan struct{}), closed: make(chan struct{}),
 	}
+	c.pinger = time.AfterFunc(pingInterval, c.ping)
+	return c
 }
 
 // Send queues a frame without blocking; false when the queue is full. A
@@ -49,11 +55,16 @@ func (c *conn) Send(frame []byte) bool {
 		return false
 	}
 	c.queue = append(c.queue, frame)
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.kick()
 	return true
+}
+
+// kick starts a writer unless one runs. Called with c.mu held.
+func (c *conn) kick() {
+	if !c.writing {
+		c.writing = true
+		go c.write()
+	}
 }
 
 // SendWait queues a frame, waiting while the queue is half full: the other
@@ -68,11 +79,8 @@ func (c *conn) SendWait(ctx context.Context, frame []byte) error {
 		}
 		if len(c.queue) < max(c.limit/2, 1) {
 			c.queue = append(c.queue, frame)
+			c.kick()
 			c.mu.Unlock()
-			select {
-			case c.wake <- struct{}{}:
-			default:
-			}
 			return nil
 		}
 		space := c.space
@@ -95,6 +103,7 @@ func (c *conn) Close(code int, reason string) {
 		c.isDone = true
 		c.code, c.reason = websocket.StatusCode(code), reason
 		close(c.closed)
+		c.kick()
 	}
 }
 
@@ -102,10 +111,8 @@ func (c *conn) Close(code int, reason string) {
 const maxBatch = 64 << 10
 
 // take removes up to maxBatch bytes of frames from the queue into buf, one
-// frame per line.
+// frame per line. Called with c.mu held.
 func (c *conn) take(buf []byte) []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	n := 0
 	for n < len(c.queue) && (n == 0 || len(buf)+len(c.queue[n]) < maxBatch) {
 		if n > 0 {
@@ -118,11 +125,6 @@ func (c *conn) take(buf []byte) []byte {
 	c.queue = c.queue[n:]
 	if len(c.queue) == 0 {
 		c.queue = nil // release the backing array
-	} else {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
 	}
 	if n > 0 {
 		close(c.space)
@@ -131,50 +133,59 @@ func (c *conn) take(buf []byte) []byte {
 	return buf
 }
 
-// writeLoop writes queued frames until the connection closes, and pings the
-// client every pingInterval; a client that does not answer is closed.
-func (c *conn) writeLoop(noPong int) {
+// write drains the queue, a batch per WebSocket message, and ends when it is
+// empty. After Close it flushes what was queued before it (an error frame
+// that explains the close), briefly, then closes the connection; the
+// connection then never starts another writer.
+func (c *conn) write() {
 	var buf []byte
-	ping := time.NewTicker(c.pingInterval)
-	defer ping.Stop()
 	for {
-		select {
-		case <-c.closed:
-			// Flush what was queued before the close (an error frame that
-			// explains it), briefly: a slow reader gets no more time.
-			if buf = c.take(buf[:0]); len(buf) > 0 {
+		c.mu.Lock()
+		done := c.isDone
+		buf = c.take(buf[:0])
+		if len(buf) == 0 && !done {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		if done {
+			c.pinger.Stop()
+			if len(buf) > 0 {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				_ = c.ws.Write(ctx, websocket.MessageText, buf)
 				cancel()
 			}
 			_ = c.ws.Close(c.code, c.reason)
 			return
-		case <-ping.C:
-			go c.ping(noPong)
-		case <-c.wake:
-			buf = c.take(buf[:0])
-			if len(buf) == 0 {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), c.writeTimeout)
-			err := c.ws.Write(ctx, websocket.MessageText, buf)
-			cancel()
-			if err != nil {
-				c.Close(int(websocket.StatusGoingAway), "write failed")
-				_ = c.ws.CloseNow()
-				return
-			}
-			if cap(buf) > 4<<10 {
-				buf = nil // do not keep a big buffer per idle connection
-			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.writeTimeout)
+		err := c.ws.Write(ctx, websocket.MessageText, buf)
+		cancel()
+		if err != nil {
+			c.Close(int(websocket.StatusGoingAway), "write failed")
+			c.pinger.Stop()
+			_ = c.ws.CloseNow()
+			return
+		}
+		if cap(buf) > 4<<10 {
+			buf = nil // do not keep a big buffer between batches
 		}
 	}
 }
 
-func (c *conn) ping(noPong int) {
+// ping runs on the ping timer: a client that does not answer within the
+// interval is closed; otherwise the timer is set again.
+func (c *conn) ping() {
 	ctx, cancel := context.WithTimeout(context.Background(), c.pingInterval)
 	defer cancel()
 	if err := c.ws.Ping(ctx); err != nil {
-		c.Close(noPong, "no pong")
+		c.Close(c.noPong, "no pong")
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.isDone {
+		c.pinger.Reset(c.pingInterval)
 	}
 }

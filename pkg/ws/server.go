@@ -131,22 +131,23 @@ func (s *Server) ready(c echo.Context) error {
 	return c.String(http.StatusOK, "ready\n")
 }
 
-// serveWS upgrades the request and runs the connection until it ends.
+// serveWS upgrades the request and runs the connection in a goroutine of its
+// own: the handler's goroutine returns, and with it the stack that serving
+// the HTTP request grew (a long-lived reader would keep it).
 func (s *Server) serveWS(c echo.Context) error {
-	ws, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
+	ws, err := websocket.Accept(smallBuffers{c.Response()}, c.Request(), &websocket.AcceptOptions{
 		OriginPatterns: s.cfg.AllowedOrigins,
 	})
 	if err != nil {
 		return nil // Accept has answered (403 for a foreign Origin, 426 for a plain GET)
 	}
-	s.run(ws)
+	go s.run(ws)
 	return nil
 }
 
 func (s *Server) run(ws *websocket.Conn) {
 	ws.SetReadLimit(chat.MaxFrameBytes)
-	cn := newConn(ws, s.cfg.QueueSize, s.cfg.WriteTimeout, s.cfg.PingInterval)
-	go cn.writeLoop(chat.CloseNoPong)
+	cn := newConn(ws, s.cfg.QueueSize, s.cfg.WriteTimeout, s.cfg.PingInterval, chat.CloseNoPong)
 	defer cn.Close(int(websocket.StatusNormalClosure), "")
 
 	sess, ok := s.hello(cn)
