@@ -371,6 +371,24 @@ func presenceFrames(t *testing.T, c *localcluster.Cluster, addr, user, room stri
 			t.Fatal(err)
 		}
 	}
+	// Wait for joined: from then on the room's presence notices reach us.
+	jctx, jcancel := context.WithTimeout(ctx, 15*time.Second)
+	defer jcancel()
+	for joined := false; !joined; {
+		_, msg, err := ws.Read(jctx)
+		if err != nil {
+			t.Fatalf("%s joining %s on %s: %v", user, room, addr, err)
+		}
+		for _, line := range strings.Split(string(msg), "\n") {
+			var f struct{ Type string }
+			_ = json.Unmarshal([]byte(line), &f)
+			if f.Type == "joined" {
+				joined = true
+			} else if f.Type == "error" {
+				t.Fatalf("%s joining %s on %s: %s", user, room, addr, line)
+			}
+		}
+	}
 	out := make(chan rawPresence, 256)
 	go func() {
 		for {

@@ -33,6 +33,8 @@ type Options struct {
 	Dir    string // cluster dir: configs, data and logs; default a new temp dir, removed by Stop
 	BinDir string // where chatd, projector and nats-server are built; default DefaultBinDir
 	Root   string // the jetchat checkout; default the module of the working directory
+	// NGINXConf is the nginx.conf to render; default Root/nginx.conf.
+	NGINXConf string
 
 	Nodes int    // chatd nodes; default 4
 	Port  int    // nginx port; 0: a free one
@@ -622,7 +624,11 @@ func (c *Cluster) setupNGINX() error {
 	if err != nil {
 		return err
 	}
-	conf, err := os.ReadFile(filepath.Join(c.opts.Root, "nginx.conf"))
+	path := c.opts.NGINXConf
+	if path == "" {
+		path = filepath.Join(c.opts.Root, "nginx.conf")
+	}
+	conf, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
@@ -638,7 +644,7 @@ func (c *Cluster) setupNGINX() error {
 	if err := os.MkdirAll(prefix, 0o755); err != nil {
 		return err
 	}
-	path := filepath.Join(prefix, "nginx.conf")
+	path = filepath.Join(prefix, "nginx.conf")
 	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
 		return err
 	}
