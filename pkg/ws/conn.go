@@ -24,9 +24,17 @@ type conn struct {
 	noPong       int // close code when a ping goes unanswered
 	pinger       *time.Timer
 
+	// Writes share one context, cancelled by the stall timer when a write
+	// takes longer than writeTimeout (the connection is then closed): a
+	// timer reset per write is cheaper than a context with a deadline.
+	wctx    context.Context
+	wcancel context.CancelFunc
+	stall   *time.Timer
+
 	mu      sync.Mutex
 	queue   [][]byte
 	writing bool          // a writer goroutine runs (or the connection is closed)
+	wake    chan struct{} // one token: frames arrived while the writer lingers
 	space   chan struct{} // closed and replaced when the writer takes frames
 	closed  chan struct{}
 	code    websocket.StatusCode
@@ -37,9 +45,12 @@ type conn struct {
 func newConn(ws *websocket.Conn, limit int, writeTimeout, pingInterval time.Duration, noPong int) *conn {
 	c := &conn{
 		ws: ws, limit: limit, writeTimeout: writeTimeout, pingInterval: pingInterval, noPong: noPong,
-		space: make(chan struct{}), closed: make(chan struct{}),
+		space: make(chan struct{}), closed: make(chan struct{}), wake: make(chan struct{}, 1),
 	}
 	c.pinger = time.AfterFunc(pingInterval, c.ping)
+	c.wctx, c.wcancel = context.WithCancel(context.Background())
+	c.stall = time.AfterFunc(time.Hour, c.wcancel)
+	c.stall.Stop()
 	return c
 }
 
@@ -59,13 +70,23 @@ func (c *conn) Send(frame []byte) bool {
 	return true
 }
 
-// kick starts a writer unless one runs. Called with c.mu held.
+// kick starts a writer unless one runs, or wakes the one that lingers.
+// Called with c.mu held.
 func (c *conn) kick() {
 	if !c.writing {
 		c.writing = true
 		go c.write()
+		return
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 }
+
+// linger is how long a writer waits for more frames before it ends: a busy
+// connection keeps its writer instead of starting one per frame.
+const linger = 50 * time.Millisecond
 
 // SendWait queues a frame, waiting while the queue is half full: the other
 // half stays free for live events, acks and joined, which must not find the
@@ -139,11 +160,28 @@ func (c *conn) take(buf []byte) []byte {
 // connection then never starts another writer.
 func (c *conn) write() {
 	var buf []byte
+	var idle *time.Timer
 	for {
 		c.mu.Lock()
 		done := c.isDone
 		buf = c.take(buf[:0])
 		if len(buf) == 0 && !done {
+			c.mu.Unlock()
+			if idle == nil {
+				idle = time.NewTimer(linger)
+			} else {
+				idle.Reset(linger)
+			}
+			select {
+			case <-c.wake:
+				continue
+			case <-idle.C:
+			}
+			c.mu.Lock()
+			if len(c.queue) > 0 || c.isDone {
+				c.mu.Unlock()
+				continue
+			}
 			c.writing = false
 			c.mu.Unlock()
 			return
@@ -151,6 +189,8 @@ func (c *conn) write() {
 		c.mu.Unlock()
 		if done {
 			c.pinger.Stop()
+			c.stall.Stop()
+			defer c.wcancel()
 			if len(buf) > 0 {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				_ = c.ws.Write(ctx, websocket.MessageText, buf)
@@ -159,12 +199,13 @@ func (c *conn) write() {
 			_ = c.ws.Close(c.code, c.reason)
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.writeTimeout)
-		err := c.ws.Write(ctx, websocket.MessageText, buf)
-		cancel()
+		c.stall.Reset(c.writeTimeout)
+		err := c.ws.Write(c.wctx, websocket.MessageText, buf)
+		c.stall.Stop()
 		if err != nil {
 			c.Close(int(websocket.StatusGoingAway), "write failed")
 			c.pinger.Stop()
+			c.wcancel()
 			_ = c.ws.CloseNow()
 			return
 		}
