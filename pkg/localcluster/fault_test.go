@@ -76,7 +76,10 @@ func TestNodeLoss(t *testing.T) {
 }
 
 func TestRollingRestart(t *testing.T) {
-	c := runCluster(t)
+	rollingRestart(t, runCluster(t))
+}
+
+func rollingRestart(t *testing.T, c *localcluster.Cluster) {
 	l := startLoad(t, c, "roll", 20, 200)
 	l.run(50)
 	acksIn(t, l, 2*time.Second, 50, "before the restarts")
