@@ -39,19 +39,33 @@ func (l *Log) Versions(ctx context.Context, replicas int) (*Versions, error) {
 }
 
 // Live returns the projection's live version, or def if none was set yet
-// (which it then records, so every reader agrees).
+// (which it then records, so every reader agrees). It retries while the
+// bucket cannot answer (a new R3 bucket electing its leader answers "no
+// responders" for a moment), until ctx ends.
 func (v *Versions) Live(ctx context.Context, projection, def string) (string, error) {
-	e, err := v.kv.Get(ctx, projection)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		if _, err := v.kv.Create(ctx, projection, []byte(def)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-			return "", fmt.Errorf("record live version: %w", err)
+	e, err := retry(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		e, err := v.kv.Get(ctx, projection)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, nil
 		}
-		return v.Live(ctx, projection, def)
-	}
+		return e, err
+	})
 	if err != nil {
 		return "", fmt.Errorf("live version: %w", err)
 	}
-	return string(e.Value()), nil
+	if e != nil {
+		return string(e.Value()), nil
+	}
+	if _, err := retry(ctx, func(ctx context.Context) (uint64, error) {
+		rev, err := v.kv.Create(ctx, projection, []byte(def))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, nil
+		}
+		return rev, err
+	}); err != nil {
+		return "", fmt.Errorf("record live version: %w", err)
+	}
+	return v.Live(ctx, projection, def)
 }
 
 // Switch makes version live if the live version is still from (compare and

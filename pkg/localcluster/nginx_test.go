@@ -30,8 +30,11 @@ func TestRenderNGINX(t *testing.T) {
 	if got := directive(`listen [^;]*;`); len(got) != 1 || !strings.HasSuffix(got[0], "listen 127.0.0.1:3;") {
 		t.Errorf("listen directives: %q", got)
 	}
-	if got := directive(`server 127\.0\.0\.1:\d max_fails`); len(got) != 2 {
-		t.Errorf("upstream servers: %q", got)
+	if got := directive(`server 127\.0\.0\.1:\d max_fails=3 fail_timeout=5s;`); len(got) != 2 {
+		t.Errorf("REST upstream servers: %q", got)
+	}
+	if got := directive(`server 127\.0\.0\.1:\d max_fails=0;`); len(got) != 2 {
+		t.Errorf("WebSocket upstream servers: %q", got)
 	}
 	if got := directive(`server chatd-`); len(got) != 0 {
 		t.Errorf("compose upstreams left: %q", got)

@@ -347,6 +347,8 @@ func (n *Node) History(ctx context.Context, user, room string, p history.Page) (
 	if n.cfg.History == nil {
 		return nil, chat.Errorf(chat.ErrUnavailable, "history is not served by this node")
 	}
+	ctx, cancel := context.WithTimeout(ctx, historyTimeout)
+	defer cancel()
 	msgs, err := n.cfg.History.Messages(ctx, room, p)
 	if err != nil {
 		return nil, fmt.Errorf("history of %s: %w: %w", room, chat.ErrLogDown, err)

@@ -40,6 +40,11 @@ type RoomList interface {
 // viewTimeout bounds reads of projections that only decorate an answer.
 const viewTimeout = 2 * time.Second
 
+// historyTimeout bounds a history read: with its database down, a client
+// gets "unavailable" (and a join goes on without its page) instead of a
+// wait.
+const historyTimeout = 5 * time.Second
+
 // retryLater is an error that tells the client when to retry.
 type retryLater struct {
 	err   *chat.Error
@@ -128,7 +133,9 @@ func (n *Node) latestPage(ctx context.Context, room string, limit int) ([]histor
 	if n.cfg.History == nil {
 		return partial, nil
 	}
-	msgs, err := n.cfg.History.Messages(ctx, room, history.Page{Limit: limit})
+	hctx, cancel := context.WithTimeout(ctx, historyTimeout)
+	defer cancel()
+	msgs, err := n.cfg.History.Messages(hctx, room, history.Page{Limit: limit})
 	if err != nil {
 		if partial != nil {
 			return partial, nil

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
 	"github.com/jetchat/jetchat/projections/history"
@@ -67,7 +68,11 @@ func Open(c Config) (*Stores, error) {
 	}
 	s := &Stores{cfg: c}
 	if c.MongoURL != "" {
-		client, err := mongo.Connect(options.Client().ApplyURI(c.MongoURL))
+		// Fail fast when MongoDB is down (the driver waits 30 s for a
+		// server by default): readers answer "unavailable" and the
+		// projector retries its batch. A serverSelectionTimeoutMS in the
+		// URL wins.
+		client, err := mongo.Connect(options.Client().SetServerSelectionTimeout(3 * time.Second).ApplyURI(c.MongoURL))
 		if err != nil {
 			return nil, fmt.Errorf("mongo: %w", err)
 		}
