@@ -255,3 +255,46 @@ func TestConnectionLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestPipelinedSendsKeepOrder: a client that sends without waiting for acks
+// has many sends in flight; each is acknowledged once stored, and they are
+// stored in the order sent.
+func TestPipelinedSendsKeepOrder(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "", "")
+	alice := helloRaw(t, n, "alice")
+	alice.send(`{"type":"create","ref":"c","room":"pipe","id":"c"}`)
+	alice.until(chat.FrameAck)
+	alice.send(`{"type":"join","ref":"j","room":"pipe"}`)
+	alice.until(chat.FrameJoined)
+	const count = 300
+	for i := range count {
+		alice.send(fmt.Sprintf(`{"type":"send","ref":"%d","room":"pipe","id":"m%d","text":"message %d"}`, i, i, i))
+	}
+	seqs := make(map[string]uint64)
+	var events []chat.Event
+	for len(seqs) < count || len(events) < count {
+		f := alice.next()
+		switch f.Type {
+		case chat.FrameAck:
+			if _, again := seqs[f.ID]; again || f.Dup {
+				t.Fatalf("ack %+v twice or as a duplicate", f)
+			}
+			seqs[f.ID] = f.Seq
+		case chat.FrameEvent:
+			events = append(events, *f.Event)
+		case chat.FrameError:
+			t.Fatalf("error %+v", f)
+		}
+	}
+	for i := 1; i < count; i++ {
+		if a, b := seqs[fmt.Sprint("m", i-1)], seqs[fmt.Sprint("m", i)]; a >= b {
+			t.Fatalf("m%d stored at %d, after m%d at %d", i-1, a, i, b)
+		}
+	}
+	for i, ev := range events {
+		if ev.ID != fmt.Sprint("m", i) || ev.Seq != seqs[ev.ID] {
+			t.Fatalf("event %d is %s at %d, want m%d at %d", i, ev.ID, ev.Seq, i, seqs[fmt.Sprint("m", i)])
+		}
+	}
+}

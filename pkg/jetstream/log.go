@@ -41,7 +41,9 @@ type Log struct {
 
 // Open creates or updates the CHAT stream and the room directory, idempotently.
 func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
-	js, err := jetstream.New(nc)
+	// Every pipelined append gets an answer: its ack, or an error after the
+	// timeout (no stream leader, NATS gone).
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(10*time.Second), jetstream.WithPublishAsyncMaxPending(16384))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -171,6 +173,34 @@ func (l *Log) Append(ctx context.Context, ev chat.Event, expectNew bool) (seq ui
 		return 0, false, fmt.Errorf("append event: %w: %w", chat.ErrLogDown, err)
 	}
 	return ack.Sequence, ack.Duplicate, nil
+}
+
+// AppendAsync publishes ev without waiting for JetStream: wait returns the
+// outcome (as Append's) once it answers. Events appended by one goroutine
+// are stored in call order (one NATS connection, processed in order), so a
+// connection can keep several sends in flight without reordering them.
+func (l *Log) AppendAsync(ev chat.Event) (wait func(ctx context.Context) (seq uint64, dup bool, err error), err error) {
+	if err := chat.ValidateRoomID(ev.Room); err != nil {
+		return nil, err
+	}
+	body, err := ev.MarshalBody()
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	f, err := l.js.PublishAsync(Subject(ev.Room), body, jetstream.WithMsgID(MsgID(ev.Room, ev.Author, ev.ID)))
+	if err != nil {
+		return nil, fmt.Errorf("append event: %w: %w", chat.ErrLogDown, err)
+	}
+	return func(ctx context.Context) (uint64, bool, error) {
+		select {
+		case ack := <-f.Ok():
+			return ack.Sequence, ack.Duplicate, nil
+		case err := <-f.Err():
+			return 0, false, fmt.Errorf("append event: %w: %w", chat.ErrLogDown, err)
+		case <-ctx.Done():
+			return 0, false, ctx.Err()
+		}
+	}, nil
 }
 
 // MsgID builds the dedup key of an event: the author's id, scoped to the room

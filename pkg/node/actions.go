@@ -98,6 +98,9 @@ func (s *Session) act(ctx context.Context, f chat.ClientFrame) error {
 	if err := s.allowUser(ctx); err != nil {
 		return err
 	}
+	if ev.Type == chat.MessageSent {
+		return s.sendPipelined(f, ev)
+	}
 	ack, err := s.n.append(ctx, ev, false)
 	if err != nil {
 		return err

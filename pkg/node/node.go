@@ -23,6 +23,7 @@ import (
 // Log is the event log as the node uses it.
 type Log interface {
 	Append(ctx context.Context, ev chat.Event, expectNew bool) (seq uint64, dup bool, err error)
+	AppendAsync(ev chat.Event) (wait func(ctx context.Context) (seq uint64, dup bool, err error), err error)
 	Head(ctx context.Context, room string) (uint64, error)
 	Get(ctx context.Context, room string, seq uint64) (chat.Event, error)
 	Recoverable(ctx context.Context, room string, since uint64) (bool, error)

@@ -40,6 +40,9 @@ type Session struct {
 
 	bucket   tokenBucket
 	rejected int // consecutive rate-limited frames
+
+	acks   chan pendingAck // sends in flight, oldest first; made on first use
+	acking bool            // guarded by mu: an ack loop runs
 }
 
 // Open registers a session for user on conn. It fails with a *chat.Error when

@@ -1,0 +1,79 @@
+package node
+
+import (
+	"context"
+
+	"github.com/jetchat/jetchat/pkg/chat"
+)
+
+// maxInflight bounds the sends of one connection that wait for JetStream.
+// Past it the connection's reader waits, which holds the client back.
+const maxInflight = 64
+
+// pendingAck is a send that was published and waits for its ack.
+type pendingAck struct {
+	f    chat.ClientFrame
+	wait func(ctx context.Context) (seq uint64, dup bool, err error)
+}
+
+// sendPipelined publishes a message without waiting for JetStream to store
+// it, so one connection can have several sends in flight: a client's rate is
+// then not capped at one send per ack round trip. They are stored in the
+// order sent (one NATS connection), and each is acknowledged, by an ack loop,
+// only once JetStream stored it.
+func (s *Session) sendPipelined(f chat.ClientFrame, ev chat.Event) error {
+	if err := ev.Validate(); err != nil {
+		return err
+	}
+	wait, err := s.n.log.AppendAsync(ev)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.acks == nil {
+		s.acks = make(chan pendingAck, maxInflight)
+	}
+	acks := s.acks
+	s.mu.Unlock()
+	acks <- pendingAck{f: f, wait: wait} // blocks while maxInflight are pending
+	s.mu.Lock()
+	if !s.acking && !s.closed {
+		s.acking = true
+		s.wg.Add(1)
+		go s.ackLoop()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// ackLoop answers pipelined sends in order and ends when none is pending.
+func (s *Session) ackLoop() {
+	defer s.wg.Done()
+	for {
+		var p pendingAck
+		select {
+		case p = <-s.acks:
+		default:
+			s.mu.Lock()
+			if len(s.acks) == 0 {
+				s.acking = false
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+			continue
+		}
+		seq, dup, err := p.wait(s.ctx)
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.replyErr(p.f, err)
+			}
+			continue
+		}
+		s.n.Stats.Appended.Add(1)
+		if dup {
+			s.n.Stats.Duplicates.Add(1)
+		}
+		s.reply(chat.ServerFrame{Type: chat.FrameAck, Ref: p.f.Ref, Room: p.f.Room, ID: p.f.ID, Seq: seq, Dup: dup})
+	}
+}
