@@ -62,4 +62,5 @@ var (
 	ErrRoomExists   = &Error{Code: ErrConflict, Message: "room already exists"}
 	ErrNotMember    = &Error{Code: ErrForbidden, Message: "private room: members only"}
 	ErrLogDown      = &Error{Code: ErrUnavailable, Message: "event log unavailable, retry"}
+	ErrHistoryDown  = &Error{Code: ErrUnavailable, Message: "history unavailable, retry"}
 )

@@ -354,7 +354,7 @@ func (n *Node) History(ctx context.Context, user, room string, p history.Page) (
 	defer cancel()
 	msgs, err := n.cfg.History.Messages(ctx, room, p)
 	if err != nil {
-		return nil, fmt.Errorf("history of %s: %w: %w", room, chat.ErrLogDown, err)
+		return nil, fmt.Errorf("history of %s: %w: %w", room, chat.ErrHistoryDown, err)
 	}
 	if msgs == nil {
 		msgs = []history.Message{}
