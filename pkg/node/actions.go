@@ -68,7 +68,7 @@ func (s *Session) act(ctx context.Context, f chat.ClientFrame) error {
 	if f.Room == "" {
 		return chat.Errorf(chat.ErrBadRequest, "%s needs a room", f.Type)
 	}
-	if !s.joined(f.Room) {
+	if !s.awaitJoin(f.Room) {
 		return chat.Errorf(chat.ErrNotJoined, "join %s before %s", f.Room, f.Type)
 	}
 	if err := chat.ValidateClientID(f.ID); err != nil {

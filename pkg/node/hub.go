@@ -39,6 +39,7 @@ type roomSub struct {
 
 	active    bool // guarded by s.mu: the join completed; Close must release h
 	cancelled bool // guarded by s.mu: unsubscribed or left while joining
+	ready     chan struct{} // closed when the join has completed or failed
 }
 
 func newHub(n *Node, room string) *hub {

@@ -256,12 +256,13 @@ func (s *Session) join(f chat.ClientFrame) error {
 		return chat.Errorf(chat.ErrLimit, "more than %d rooms on one connection", s.n.cfg.MaxRoomsPerConn)
 	}
 	// Reserve the slot so a second join of the same room waits for this one.
-	sub := &roomSub{s: s}
+	sub := &roomSub{s: s, ready: make(chan struct{})}
 	s.rooms[f.Room] = sub
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
+		defer close(sub.ready)
 		if err := s.subscribe(sub, f); err != nil {
 			s.mu.Lock()
 			if s.rooms != nil && s.rooms[f.Room] == sub {
@@ -399,6 +400,31 @@ func (s *Session) joined(room string) bool {
 	defer s.mu.Unlock()
 	sub := s.rooms[room]
 	return sub != nil && sub.active
+}
+
+// joinWait bounds how long an action waits for a join of its room in
+// progress on the same connection.
+const joinWait = 10 * time.Second
+
+// awaitJoin reports whether room is joined on this connection, waiting for a
+// join in progress first: a client that rejoins its rooms after a reconnect
+// and at once resends its unacknowledged actions finds them served, not
+// refused with not_joined.
+func (s *Session) awaitJoin(room string) bool {
+	s.mu.Lock()
+	sub := s.rooms[room]
+	s.mu.Unlock()
+	if sub == nil {
+		return false
+	}
+	t := time.NewTimer(joinWait)
+	defer t.Stop()
+	select {
+	case <-sub.ready:
+	case <-s.ctx.Done():
+	case <-t.C:
+	}
+	return s.joined(room)
 }
 
 // subscribed reports whether the session receives room or is joining it.
