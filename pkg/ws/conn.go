@@ -27,6 +27,9 @@ type conn struct {
 	// Writes share one context, cancelled by the stall timer when a write
 	// takes longer than writeTimeout (the connection is then closed): a
 	// timer reset per write is cheaper than a context with a deadline.
+	writeDelay    time.Duration // least time between two writes at first; see Config.WriteDelay
+	maxWriteDelay time.Duration // how far the delay grows while frames pile up
+
 	wctx    context.Context
 	wcancel context.CancelFunc
 	stall   *time.Timer
@@ -132,8 +135,8 @@ func (c *conn) Close(code int, reason string) {
 const maxBatch = 64 << 10
 
 // take removes up to maxBatch bytes of frames from the queue into buf, one
-// frame per line. Called with c.mu held.
-func (c *conn) take(buf []byte) []byte {
+// frame per line, and says how many. Called with c.mu held.
+func (c *conn) take(buf []byte) ([]byte, int) {
 	n := 0
 	for n < len(c.queue) && (n == 0 || len(buf)+len(c.queue[n]) < maxBatch) {
 		if n > 0 {
@@ -151,7 +154,7 @@ func (c *conn) take(buf []byte) []byte {
 		close(c.space)
 		c.space = make(chan struct{})
 	}
-	return buf
+	return buf, n
 }
 
 // write drains the queue, a batch per WebSocket message, and ends when it is
@@ -161,10 +164,19 @@ func (c *conn) take(buf []byte) []byte {
 func (c *conn) write() {
 	var buf []byte
 	var idle *time.Timer
+	var last time.Time // when this writer last wrote
+	delay := c.writeDelay
 	for {
+		if wait := delay - time.Since(last); wait > 0 && !last.IsZero() {
+			select { // let frames gather, unless the connection closes
+			case <-time.After(wait):
+			case <-c.closed:
+			}
+		}
 		c.mu.Lock()
 		done := c.isDone
-		buf = c.take(buf[:0])
+		var frames int
+		buf, frames = c.take(buf[:0])
 		if len(buf) == 0 && !done {
 			c.mu.Unlock()
 			if idle == nil {
@@ -202,6 +214,17 @@ func (c *conn) write() {
 		c.stall.Reset(c.writeTimeout)
 		err := c.ws.Write(c.wctx, websocket.MessageText, buf)
 		c.stall.Stop()
+		last = time.Now()
+		// Adapt the delay: frames piling up between writes (a busy room)
+		// double it, up to maxWriteDelay, so each write carries more; a
+		// write of a single frame halves it back, so a quiet connection
+		// gets its frames at once.
+		switch {
+		case frames >= 4:
+			delay = min(max(2*delay, time.Millisecond), c.maxWriteDelay)
+		case frames == 1:
+			delay = max(delay/2, c.writeDelay)
+		}
 		if err != nil {
 			c.Close(int(websocket.StatusGoingAway), "write failed")
 			c.pinger.Stop()

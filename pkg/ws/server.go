@@ -30,18 +30,33 @@ type Config struct {
 	AllowedOrigins []string // host patterns allowed to open /ws from a browser, e.g. "localhost:*"
 	QueueSize      int      // frames queued per connection before it is closed as slow; default 1024
 	WriteTimeout   time.Duration
-	PingInterval   time.Duration
-	HelloTimeout   time.Duration
-	DevTokenTTL    time.Duration
-	Ready          func(ctx context.Context) error // readiness of the node's dependencies
-	Collectors     []prometheus.Collector          // more metrics for /metrics (the projector's)
-	Static         http.Handler                    // served for every other GET (the web client); nil: none
+	// WriteDelay is the least time between two writes to one connection:
+	// frames that arrive meanwhile go out together in the next write. While
+	// writes keep carrying several frames it doubles, up to MaxWriteDelay;
+	// writes of one frame bring it back. A quiet connection writes at once;
+	// a busy one trades a little latency for far fewer write calls.
+	// Negative: the defaults.
+	WriteDelay    time.Duration
+	MaxWriteDelay time.Duration
+	PingInterval  time.Duration
+	HelloTimeout  time.Duration
+	DevTokenTTL   time.Duration
+	Ready         func(ctx context.Context) error // readiness of the node's dependencies
+	Collectors    []prometheus.Collector          // more metrics for /metrics (the projector's)
+	Static        http.Handler                    // served for every other GET (the web client); nil: none
 }
 
 func (c *Config) defaults() {
 	if c.QueueSize == 0 {
 		c.QueueSize = 1024
 	}
+	if c.WriteDelay < 0 {
+		c.WriteDelay = DefaultWriteDelay
+	}
+	if c.MaxWriteDelay < 0 {
+		c.MaxWriteDelay = DefaultMaxWriteDelay
+	}
+	c.MaxWriteDelay = max(c.MaxWriteDelay, c.WriteDelay)
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
@@ -117,6 +132,15 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 // Echo exposes the router so other packages (the web client) can mount routes.
 func (s *Server) Echo() *echo.Echo { return s.echo }
 
+// The write delays' defaults. Measured (cmd/chatbench fanout, 10 rooms of
+// 100, 400 messages/s each, 2 cores shared with the load tool): writing each
+// frame at once spent a third of the CPU in write calls; a fixed 5 ms delay
+// gave p99 350-580 ms, a fixed 50 ms delay p99 115-180 ms.
+const (
+	DefaultWriteDelay    = 2 * time.Millisecond
+	DefaultMaxWriteDelay = 50 * time.Millisecond
+)
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 
@@ -148,6 +172,7 @@ func (s *Server) serveWS(c echo.Context) error {
 func (s *Server) run(ws *websocket.Conn) {
 	ws.SetReadLimit(chat.MaxFrameBytes)
 	cn := newConn(ws, s.cfg.QueueSize, s.cfg.WriteTimeout, s.cfg.PingInterval, chat.CloseNoPong)
+	cn.writeDelay, cn.maxWriteDelay = s.cfg.WriteDelay, s.cfg.MaxWriteDelay
 	defer cn.Close(int(websocket.StatusNormalClosure), "")
 
 	sess, ok := s.hello(cn)
