@@ -162,7 +162,7 @@ func (c *conn) take(buf []byte) ([]byte, int) {
 // that explains the close), briefly, then closes the connection; the
 // connection then never starts another writer.
 func (c *conn) write() {
-	var buf []byte
+	var buf []byte // kept while this writer runs (at most maxBatch), freed when it ends
 	var idle *time.Timer
 	var last time.Time // when this writer last wrote
 	delay := c.writeDelay
@@ -231,9 +231,6 @@ func (c *conn) write() {
 			c.wcancel()
 			_ = c.ws.CloseNow()
 			return
-		}
-		if cap(buf) > 4<<10 {
-			buf = nil // do not keep a big buffer between batches
 		}
 	}
 }
