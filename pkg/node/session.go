@@ -17,6 +17,9 @@ type Conn interface {
 	Send(frame []byte) bool
 	// SendWait queues a frame, waiting for room (replays use it).
 	SendWait(ctx context.Context, frame []byte) error
+	// Flush asks for what is queued to be written now, not batched with
+	// frames still to come: replies (acks, errors) are latency-sensitive.
+	Flush()
 	// Close closes the connection with a WebSocket close code, without
 	// blocking the caller.
 	Close(code int, reason string)
@@ -130,7 +133,9 @@ func (s *Session) reply(f chat.ServerFrame) {
 	}
 	if !s.conn.Send(data) {
 		s.slow()
+		return
 	}
+	s.conn.Flush()
 }
 
 // replyErr answers a frame with an error frame. Internal errors are logged

@@ -38,6 +38,8 @@ type conn struct {
 	queue   [][]byte
 	writing bool          // a writer goroutine runs (or the connection is closed)
 	wake    chan struct{} // one token: frames arrived while the writer lingers
+	urgent  bool          // a queued frame must not wait for the write delay
+	flushed chan struct{} // one token: urgent was set while the writer waits
 	space   chan struct{} // closed and replaced when the writer takes frames
 	closed  chan struct{}
 	code    websocket.StatusCode
@@ -48,7 +50,7 @@ type conn struct {
 func newConn(ws *websocket.Conn, limit int, writeTimeout, pingInterval time.Duration, noPong int) *conn {
 	c := &conn{
 		ws: ws, limit: limit, writeTimeout: writeTimeout, pingInterval: pingInterval, noPong: noPong,
-		space: make(chan struct{}), closed: make(chan struct{}), wake: make(chan struct{}, 1),
+		space: make(chan struct{}), closed: make(chan struct{}), wake: make(chan struct{}, 1), flushed: make(chan struct{}, 1),
 	}
 	c.pinger = time.AfterFunc(pingInterval, c.ping)
 	c.wctx, c.wcancel = context.WithCancel(context.Background())
@@ -119,6 +121,18 @@ func (c *conn) SendWait(ctx context.Context, frame []byte) error {
 	}
 }
 
+// Flush makes the writer write what is queued without waiting out the write
+// delay.
+func (c *conn) Flush() {
+	c.mu.Lock()
+	c.urgent = true
+	c.mu.Unlock()
+	select {
+	case c.flushed <- struct{}{}:
+	default:
+	}
+}
+
 // Close asks the writer to close the connection with code; it never blocks.
 func (c *conn) Close(code int, reason string) {
 	c.mu.Lock()
@@ -168,12 +182,19 @@ func (c *conn) write() {
 	delay := c.writeDelay
 	for {
 		if wait := delay - time.Since(last); wait > 0 && !last.IsZero() {
-			select { // let frames gather, unless the connection closes
-			case <-time.After(wait):
-			case <-c.closed:
+			c.mu.Lock()
+			urgent := c.urgent
+			c.mu.Unlock()
+			if !urgent {
+				select { // let frames gather, unless a reply or a close is queued
+				case <-time.After(wait):
+				case <-c.flushed:
+				case <-c.closed:
+				}
 			}
 		}
 		c.mu.Lock()
+		c.urgent = false
 		done := c.isDone
 		var frames int
 		buf, frames = c.take(buf[:0])
