@@ -20,7 +20,7 @@ import (
 // no reconnects, no per-room state and no channel hop per event. The
 // subscribers of fanout use it because pkg/client decodes every frame into a
 // full chat.ServerFrame and passes it through a channel, which costs CPU that
-// the server being measured shares on this machine (see RESULTS.md).
+// the server being measured shares on this machine (README.md, "Load tool").
 type rawConn struct {
 	ws   *websocket.Conn
 	user string
