@@ -37,8 +37,8 @@ type roomSub struct {
 	live  bool   // guarded by h.mu: receives live events
 	after uint64 // guarded by h.mu: deliver only events after this seq
 
-	active    bool // guarded by s.mu: the join completed; Close must release h
-	cancelled bool // guarded by s.mu: unsubscribed or left while joining
+	active    bool          // guarded by s.mu: the join completed; Close must release h
+	cancelled bool          // guarded by s.mu: unsubscribed or left while joining
 	ready     chan struct{} // closed when the join has completed or failed
 }
 
