@@ -1,9 +1,9 @@
 package reads_test
 
 import (
-	"sync"
 	"testing"
 
+	"github.com/jetchat/jetchat/projections/projectiontest"
 	"github.com/jetchat/jetchat/projections/reads"
 	"github.com/jetchat/jetchat/projections/reads/storetest"
 )
@@ -12,15 +12,6 @@ import (
 // adapter is the adapter's.
 func TestMemory(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Open {
-		var mu sync.Mutex
-		stores := make(map[string]*reads.Memory)
-		return func(name string) reads.Store {
-			mu.Lock()
-			defer mu.Unlock()
-			if stores[name] == nil {
-				stores[name] = reads.NewMemory()
-			}
-			return stores[name]
-		}
+		return projectiontest.MemoryVersions(func() reads.Store { return reads.NewMemory() })
 	})
 }

@@ -1,9 +1,9 @@
 package rooms_test
 
 import (
-	"sync"
 	"testing"
 
+	"github.com/jetchat/jetchat/projections/projectiontest"
 	"github.com/jetchat/jetchat/projections/rooms"
 	"github.com/jetchat/jetchat/projections/rooms/storetest"
 )
@@ -12,15 +12,6 @@ import (
 // adapter is the adapter's.
 func TestMemory(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Open {
-		var mu sync.Mutex
-		stores := make(map[string]*rooms.Memory)
-		return func(name string) rooms.Store {
-			mu.Lock()
-			defer mu.Unlock()
-			if stores[name] == nil {
-				stores[name] = rooms.NewMemory()
-			}
-			return stores[name]
-		}
+		return projectiontest.MemoryVersions(func() rooms.Store { return rooms.NewMemory() })
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jetchat/jetchat/projections/history"
 	historymongo "github.com/jetchat/jetchat/projections/history/mongo"
 	"github.com/jetchat/jetchat/projections/history/storetest"
+	"github.com/jetchat/jetchat/projections/projectiontest"
 )
 
 // TestStore runs the contract against embedded FerretDB: one server, a
@@ -24,13 +25,9 @@ func TestStore(t *testing.T) {
 	var n atomic.Int64
 	storetest.Run(t, func(t *testing.T) storetest.Open {
 		dbName := fmt.Sprintf("history_test_%d", n.Add(1))
-		return func(name string) history.Store {
-			s, err := historymongo.New(t.Context(), testrig.MongoDatabase(t, uri, dbName), name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}
+		return projectiontest.MustOpen(t, func(name string) (history.Store, error) {
+			return historymongo.New(t.Context(), testrig.MongoDatabase(t, uri, dbName), name)
+		})
 	})
 }
 

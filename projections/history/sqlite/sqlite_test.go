@@ -8,19 +8,16 @@ import (
 	"github.com/jetchat/jetchat/projections/history"
 	"github.com/jetchat/jetchat/projections/history/sqlite"
 	"github.com/jetchat/jetchat/projections/history/storetest"
+	"github.com/jetchat/jetchat/projections/projectiontest"
 	"github.com/jetchat/jetchat/projections/sqlitestore/sqlitestoretest"
 )
 
 func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Open {
 		path := filepath.Join(t.TempDir(), "projections.db")
-		return func(name string) history.Store {
-			s, err := sqlite.Open(context.Background(), path, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}
+		return projectiontest.MustOpen(t, func(name string) (history.Store, error) {
+			return sqlite.Open(context.Background(), path, name)
+		})
 	})
 }
 

@@ -8,37 +8,27 @@ package storetest
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
 	"github.com/jetchat/jetchat/projections/history"
+	"github.com/jetchat/jetchat/projections/projectiontest"
 )
 
 // Open opens the named version of a store ("history_v1") in the database that
 // newDB gave the subtest. Opening a name again after its store was closed
 // must reopen the same data, as a restarted process would.
-type Open func(name string) history.Store
+type Open = func(name string) history.Store
 
 // Run runs the contract suite. newDB gives each subtest a fresh, empty
 // database (a file, a database name) and returns how to open stores in it;
 // Run closes every store it opens.
 func Run(t *testing.T, newDB func(t *testing.T) Open) {
-	open := func(t *testing.T, o Open, name string) history.Store {
-		t.Helper()
-		s := o(name)
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}
-	fresh := func(t *testing.T) history.Store {
-		t.Helper()
-		t.Parallel()
-		return open(t, newDB(t), "history_v1")
-	}
+	v := projectiontest.Versions[history.Store]{NewDB: newDB, First: "history_v1"}
+	open, fresh := v.Open, v.Fresh
 
 	t.Run("SentMessagesAscendingBySeqPerRoom", func(t *testing.T) {
 		s := fresh(t)
@@ -46,7 +36,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		a1 := l.sent("a", "ann", "m1", "hello")
 		b1 := l.sent("b", "bob", "m1", "other room")
 		a2 := l.sent("a", "bob", "m1", "hi ann")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		want := []history.Message{msg(a1), msg(a2)}
 		equal(t, messages(t, s, "a", history.Page{}), want)
 		equal(t, dump(t, s), []history.Message{msg(a1), msg(a2), msg(b1)})
@@ -57,7 +47,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		equal(t, messages(t, s, "nobody-here", history.Page{}), nil)
 		var l eventLog
 		l.sent("a", "ann", "m1", "x")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equal(t, messages(t, s, "b", history.Page{}), nil)
 		equal(t, messages(t, s, "a", history.Page{Before: 1}), nil)
 		equal(t, messages(t, s, "a", history.Page{After: 1}), nil)
@@ -71,7 +61,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 			want = append(want, msg(l.sent("a", "ann", fmt.Sprintf("a%d", i), fmt.Sprintf("a %d", i))))
 			l.sent("b", "bob", fmt.Sprintf("b%d", i), fmt.Sprintf("b %d", i))
 		}
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		seqs := func(ms []history.Message) []uint64 {
 			var out []uint64
 			for _, m := range ms {
@@ -119,7 +109,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		for i := range history.MaxLimit + 5 {
 			l.sent("a", "ann", fmt.Sprintf("m%d", i), "x")
 		}
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		n := uint64(history.MaxLimit + 5)
 		for _, c := range []struct {
 			p          history.Page
@@ -151,9 +141,9 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		s := fresh(t)
 		var l eventLog
 		m := l.sent("a", "ann", "m1", "helo")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		ed := l.edit("a", "ann", m.Seq, "hello")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		want := msg(m)
 		want.Text, want.Edited, want.EditedAt = "hello", true, ed.Time
 		equal(t, messages(t, s, "a", history.Page{}), []history.Message{want})
@@ -164,7 +154,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		var l eventLog
 		m := l.sent("a", "ann", "m1", "mine")
 		l.edit("a", "bob", m.Seq, "yours")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equal(t, messages(t, s, "a", history.Page{}), []history.Message{msg(m)})
 	})
 
@@ -174,9 +164,9 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		m := l.sent("a", "ann", "m1", "oops")
 		l.react("a", "bob", m.Seq, "👍")
 		keep := l.sent("a", "bob", "m1", "kept")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		l.del("a", "ann", m.Seq)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		want := msg(m)
 		want.Text, want.Deleted = "", true
 		equal(t, messages(t, s, "a", history.Page{}), []history.Message{want, msg(keep)})
@@ -187,7 +177,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		var l eventLog
 		m := l.sent("a", "ann", "m1", "mine")
 		l.del("a", "bob", m.Seq)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equal(t, messages(t, s, "a", history.Page{}), []history.Message{msg(m)})
 	})
 
@@ -196,10 +186,10 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		var l eventLog
 		m := l.sent("a", "ann", "m1", "gone")
 		l.del("a", "ann", m.Seq)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		l.edit("a", "ann", m.Seq, "back")
 		l.react("a", "bob", m.Seq, "👍")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		want := msg(m)
 		want.Text, want.Deleted = "", true
 		equal(t, messages(t, s, "a", history.Page{}), []history.Message{want})
@@ -212,7 +202,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		l.edit("a", "ann", 999, "y")
 		l.react("b", "ann", m.Seq, "👍") // same seq, other room
 		l.del("b", "ann", m.Seq)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equal(t, dump(t, s), []history.Message{msg(m)})
 		position(t, s, 4)
 	})
@@ -224,14 +214,14 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		l.react("a", "bob", m.Seq, "👍")
 		l.react("a", "bob", m.Seq, "👍") // twice: once in the set
 		l.react("a", "ann", m.Seq, "👍")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		l.react("a", "cat", m.Seq, "🎉")
 		l.react("a", "bob", m.Seq, "🎉")
 		l.react("a", "dan", m.Seq, "❤")
 		l.unreact("a", "dan", m.Seq, "❤") // last user: the emoji goes
 		l.unreact("a", "eve", m.Seq, "👍") // never added: nothing
 		l.unreact("a", "ann", m.Seq, "👍")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		want := msg(m)
 		want.Reactions = []history.Reaction{{Emoji: "👍", Users: []string{"bob"}}, {Emoji: "🎉", Users: []string{"bob", "cat"}}}
 		slices.SortFunc(want.Reactions, func(a, b history.Reaction) int { return strings.Compare(a.Emoji, b.Emoji) })
@@ -244,73 +234,38 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		m := l.sent("a", "ann", "m1", "once")
 		l.sent("a", "ann", "m1", "once") // retry within the batch
 		other := l.sent("a", "bob", "m1", "same id, other author")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		dup := l.sent("a", "ann", "m1", "once") // retry after the dedup window
 		l.edit("a", "ann", dup.Seq, "edit of the ignored copy")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equal(t, dump(t, s), []history.Message{msg(m), msg(other)})
 		position(t, s, 5)
 	})
 
-	t.Run("ReappliedBatchChangesNothing", func(t *testing.T) {
-		s := fresh(t)
-		var l eventLog
-		script(&l)
-		batch := l.take()
-		apply(t, s, batch)
-		before := dump(t, s)
-		pos := position(t, s, batch[len(batch)-1].Seq)
-		apply(t, s, batch)
-		apply(t, s, batch[len(batch)/2:])
-		equal(t, dump(t, s), before)
-		position(t, s, pos)
-	})
-
-	t.Run("OverlappingBatchesApplyOnce", func(t *testing.T) {
-		s := fresh(t)
-		var l eventLog
-		script(&l)
-		all := l.take()
-		ref := history.NewMemory()
-		apply(t, ref, all)
-		rng := rand.New(rand.NewPCG(1, 2))
-		for i := 0; i < len(all); {
-			j := min(len(all), i+1+rng.IntN(6))
-			from := max(0, i-rng.IntN(4)) // redeliver up to 3 events already applied
-			apply(t, s, all[from:j])
-			i = j
-		}
-		equal(t, dump(t, s), dump(t, ref))
-		position(t, s, all[len(all)-1].Seq)
-	})
-
-	t.Run("MatchesOneBatchRebuild", func(t *testing.T) {
-		s := fresh(t)
-		var l eventLog
-		script(&l)
-		all := l.take()
-		for i := range all {
-			apply(t, s, all[i:i+1])
-		}
-		ref := history.NewMemory()
-		apply(t, ref, all)
-		equal(t, dump(t, s), dump(t, ref))
+	var scripted eventLog
+	script(&scripted)
+	projectiontest.Idempotence(t, projectiontest.Case[history.Store, []history.Message]{
+		New:       v.New,
+		Reference: func() history.Store { return history.NewMemory() },
+		Dump:      dump,
+		Equal:     equal,
+		Events:    scripted.Take(),
 	})
 
 	t.Run("IgnoredAndInvalidEventsAdvancePosition", func(t *testing.T) {
 		s := fresh(t)
 		position(t, s, 0)
 		var l eventLog
-		l.add(chat.Event{Type: chat.RoomCreated, Room: "a", Author: "ann", Name: "A"})
-		l.add(chat.Event{Type: chat.MemberJoined, Room: "a", Author: "ann", User: "ann"})
-		apply(t, s, l.take())
+		l.Add(chat.Event{Type: chat.RoomCreated, Room: "a", Author: "ann", Name: "A"})
+		l.Add(chat.Event{Type: chat.MemberJoined, Room: "a", Author: "ann", User: "ann"})
+		apply(t, s, l.Take())
 		position(t, s, 2)
-		l.add(chat.Event{Type: chat.Invalid, Room: "a"})
-		apply(t, s, l.take())
+		l.Add(chat.Event{Type: chat.Invalid, Room: "a"})
+		apply(t, s, l.Take())
 		position(t, s, 3)
-		l.add(chat.Event{Type: "bogus.type", Room: "a", Author: "ann", Text: "x"})
-		l.add(chat.Event{Type: chat.MessageSent, Room: "a", Author: "ann"}) // no id, no text
-		apply(t, s, l.take())
+		l.Add(chat.Event{Type: "bogus.type", Room: "a", Author: "ann", Text: "x"})
+		l.Add(chat.Event{Type: chat.MessageSent, Room: "a", Author: "ann"}) // no id, no text
+		apply(t, s, l.Take())
 		position(t, s, 5)
 		equal(t, dump(t, s), nil)
 		apply(t, s, nil)
@@ -323,7 +278,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		s := o("history_v1")
 		var l eventLog
 		script(&l)
-		all := l.take()
+		all := l.Take()
 		apply(t, s, all)
 		before := dump(t, s)
 		if err := s.Close(); err != nil {
@@ -335,7 +290,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		apply(t, s, all) // redelivered after the restart
 		equal(t, dump(t, s), before)
 		m := l.sent("a", "ann", "after-restart", "x")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		want := append(slices.Clone(before), msg(m))
 		slices.SortFunc(want, history.Compare)
 		equal(t, dump(t, s), want)
@@ -348,7 +303,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		var l eventLog
 		m1 := l.sent("a", "ann", "m1", "one")
 		m2 := l.sent("a", "ann", "m2", "two")
-		all := l.take()
+		all := l.Take()
 		apply(t, v1, all)
 		apply(t, v2, all[:1])
 		equal(t, dump(t, v1), []history.Message{msg(m1), msg(m2)})
@@ -378,14 +333,14 @@ func script(l *eventLog) {
 	a2 := l.sent("a", "bob", "a2", "second")
 	l.react("a", "bob", a1.Seq, "👍")
 	l.edit("a", "ann", a1.Seq, "first, edited")
-	l.add(chat.Event{Type: chat.MemberJoined, Room: "c", Author: "cat", User: "cat"})
+	l.Add(chat.Event{Type: chat.MemberJoined, Room: "c", Author: "cat", User: "cat"})
 	l.sent("a", "ann", "a1", "first") // retried send
 	l.react("a", "ann", a1.Seq, "👍")
 	l.react("b", "ann", b1.Seq, "🎉")
 	l.edit("a", "ann", a2.Seq, "not ann's")
 	l.del("b", "bob", b1.Seq)
 	l.edit("b", "bob", b1.Seq, "after delete")
-	l.add(chat.Event{Type: chat.Invalid, Room: "a"})
+	l.Add(chat.Event{Type: chat.Invalid, Room: "a"})
 	c1 := l.sent("c", "cat", "c1", "in c")
 	l.unreact("a", "bob", a1.Seq, "👍")
 	l.react("c", "ann", c1.Seq, "❤")
@@ -397,55 +352,27 @@ func script(l *eventLog) {
 	l.react("c", "ann", c1.Seq, "❤")
 }
 
-// eventLog hands out events as a stream would: increasing seqs across rooms,
-// prev per room, increasing times with nanoseconds.
-type eventLog struct {
-	seq     uint64
-	last    map[string]uint64
-	pending []chat.Event
-}
-
-var epoch = time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
-
-func (l *eventLog) add(e chat.Event) chat.Event {
-	if l.last == nil {
-		l.last = make(map[string]uint64)
-	}
-	l.seq++
-	e.Seq, e.Prev = l.seq, l.last[e.Room]
-	l.last[e.Room] = e.Seq
-	e.Time = epoch.Add(time.Duration(e.Seq)*time.Second + time.Duration(e.Seq)*time.Nanosecond)
-	if e.ID == "" && e.Type != chat.MessageSent {
-		e.ID = fmt.Sprintf("e%d", e.Seq)
-	}
-	l.pending = append(l.pending, e)
-	return e
-}
-
-func (l *eventLog) take() []chat.Event {
-	b := l.pending
-	l.pending = nil
-	return b
-}
+// eventLog builds the suite's events on a projectiontest.Log.
+type eventLog struct{ projectiontest.Log }
 
 func (l *eventLog) sent(room, author, id, text string) chat.Event {
-	return l.add(chat.Event{Type: chat.MessageSent, Room: room, Author: author, ID: id, Text: text})
+	return l.Add(chat.Event{Type: chat.MessageSent, Room: room, Author: author, ID: id, Text: text})
 }
 
 func (l *eventLog) edit(room, author string, target uint64, text string) chat.Event {
-	return l.add(chat.Event{Type: chat.MessageEdited, Room: room, Author: author, Target: target, Text: text})
+	return l.Add(chat.Event{Type: chat.MessageEdited, Room: room, Author: author, Target: target, Text: text})
 }
 
 func (l *eventLog) del(room, author string, target uint64) chat.Event {
-	return l.add(chat.Event{Type: chat.MessageDeleted, Room: room, Author: author, Target: target})
+	return l.Add(chat.Event{Type: chat.MessageDeleted, Room: room, Author: author, Target: target})
 }
 
 func (l *eventLog) react(room, author string, target uint64, emoji string) chat.Event {
-	return l.add(chat.Event{Type: chat.ReactionAdded, Room: room, Author: author, Target: target, Emoji: emoji})
+	return l.Add(chat.Event{Type: chat.ReactionAdded, Room: room, Author: author, Target: target, Emoji: emoji})
 }
 
 func (l *eventLog) unreact(room, author string, target uint64, emoji string) chat.Event {
-	return l.add(chat.Event{Type: chat.ReactionRemove, Room: room, Author: author, Target: target, Emoji: emoji})
+	return l.Add(chat.Event{Type: chat.ReactionRemove, Room: room, Author: author, Target: target, Emoji: emoji})
 }
 
 // msg is the state a message.sent event creates.
@@ -453,12 +380,11 @@ func msg(e chat.Event) history.Message {
 	return history.Message{Room: e.Room, Seq: e.Seq, ID: e.ID, Author: e.Author, Time: e.Time, Text: e.Text}
 }
 
-func apply(t *testing.T, s history.Store, events []chat.Event) {
-	t.Helper()
-	if err := s.Apply(context.Background(), events); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
-}
+// apply and position are projectiontest's, shared by every read model's suite.
+var (
+	apply    = projectiontest.Apply
+	position = projectiontest.Position
+)
 
 func messages(t *testing.T, s history.Store, room string, p history.Page) []history.Message {
 	t.Helper()
@@ -476,18 +402,6 @@ func dump(t *testing.T, s history.Store) []history.Message {
 		t.Fatalf("dump: %v", err)
 	}
 	return ms
-}
-
-func position(t *testing.T, s history.Store, want uint64) uint64 {
-	t.Helper()
-	got, err := s.Position(context.Background())
-	if err != nil {
-		t.Fatalf("position: %v", err)
-	}
-	if got != want {
-		t.Fatalf("position %d, want %d", got, want)
-	}
-	return got
 }
 
 // equal compares messages exactly: times to the nanosecond, in UTC, and nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jetchat/jetchat/pkg/chat"
 	"github.com/jetchat/jetchat/pkg/testrig"
+	"github.com/jetchat/jetchat/projections/projectiontest"
 	"github.com/jetchat/jetchat/projections/reads"
 	readsmongo "github.com/jetchat/jetchat/projections/reads/mongo"
 	"github.com/jetchat/jetchat/projections/reads/storetest"
@@ -25,13 +26,9 @@ func TestStore(t *testing.T) {
 	var n atomic.Int64
 	storetest.Run(t, func(t *testing.T) storetest.Open {
 		dbName := fmt.Sprintf("reads_test_%d", n.Add(1))
-		return func(name string) reads.Store {
-			s, err := readsmongo.New(t.Context(), testrig.MongoDatabase(t, uri, dbName), name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}
+		return projectiontest.MustOpen(t, func(name string) (reads.Store, error) {
+			return readsmongo.New(t.Context(), testrig.MongoDatabase(t, uri, dbName), name)
+		})
 	})
 }
 

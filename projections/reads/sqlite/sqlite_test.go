@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jetchat/jetchat/projections/projectiontest"
 	"github.com/jetchat/jetchat/projections/reads"
 	"github.com/jetchat/jetchat/projections/reads/sqlite"
 	"github.com/jetchat/jetchat/projections/reads/storetest"
@@ -15,13 +16,9 @@ import (
 func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Open {
 		path := filepath.Join(t.TempDir(), "projections.db")
-		return func(name string) reads.Store {
-			s, err := sqlite.Open(context.Background(), path, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}
+		return projectiontest.MustOpen(t, func(name string) (reads.Store, error) {
+			return sqlite.Open(context.Background(), path, name)
+		})
 	})
 }
 

@@ -9,36 +9,26 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/projections/projectiontest"
 	"github.com/jetchat/jetchat/projections/reads"
 )
 
 // Open opens the named version of a store ("reads_v1") in the database that
 // newDB gave the subtest. Opening a name again after its store was closed
 // must reopen the same data, as a restarted process would.
-type Open func(name string) reads.Store
+type Open = func(name string) reads.Store
 
 // Run runs the contract suite. newDB gives each subtest a fresh, empty
 // database (a file, a database name) and returns how to open stores in it;
 // Run closes every store it opens.
 func Run(t *testing.T, newDB func(t *testing.T) Open) {
-	open := func(t *testing.T, o Open, name string) reads.Store {
-		t.Helper()
-		s := o(name)
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}
-	fresh := func(t *testing.T) reads.Store {
-		t.Helper()
-		t.Parallel()
-		return open(t, newDB(t), "reads_v1")
-	}
+	v := projectiontest.Versions[reads.Store]{NewDB: newDB, First: "reads_v1"}
+	open, fresh := v.Open, v.Fresh
 
 	t.Run("MembersFromCreateAndJoinWithMarkerAtTheirEvent", func(t *testing.T) {
 		s := fresh(t)
@@ -47,13 +37,13 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		l.sent("a", "ann", "before bob")
 		l.sent("a", "cat", "by a non-member")
 		j := l.joined("a", "ann", "bob") // an invite: User is the member
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		markers(t, s, "ann", []string{"a"}, map[string]reads.Marker{"a": {Room: "a", User: "ann", Read: c.Seq + 1, Unread: 1}})
 		markers(t, s, "bob", []string{"a"}, map[string]reads.Marker{"a": {Room: "a", User: "bob", Read: j.Seq}})
 		markers(t, s, "cat", []string{"a"}, map[string]reads.Marker{})
 		all(t, s, "dan", nil)
 		m := l.sent("a", "cat", "after bob joined")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		all(t, s, "bob", []reads.Marker{{Room: "a", User: "bob", Read: j.Seq, Unread: 1}})
 		all(t, s, "ann", []reads.Marker{{Room: "a", User: "ann", Read: c.Seq + 1, Unread: 2}})
 		equalSnap(t, dump(t, s), reads.Snapshot{
@@ -71,10 +61,10 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		j := l.joined("a", "bob", "bob")
 		l.sent("a", "ann", "x")
 		l.sent("a", "ann", "y")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		marker(t, s, "bob", "a", j.Seq, 2)
 		again := l.joined("a", "ann", "bob")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		marker(t, s, "bob", "a", again.Seq, 0)
 	})
 
@@ -86,23 +76,23 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		for i := range 6 {
 			sent = append(sent, l.sent("a", "bob", fmt.Sprint("m", i)))
 		}
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		marker(t, s, "ann", "a", 1, 6)
 		l.read("a", "ann", sent[3].Seq)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		marker(t, s, "ann", "a", sent[3].Seq, 2)
 		l.read("a", "ann", sent[1].Seq) // backwards: ignored
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		marker(t, s, "ann", "a", sent[3].Seq, 2)
 		l.read("a", "bob", sent[5].Seq) // bob is no member: ignored
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		markers(t, s, "bob", []string{"a"}, map[string]reads.Marker{})
 		// A target beyond the event itself is read only up to the event.
 		r := l.read("a", "ann", 1_000_000)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		marker(t, s, "ann", "a", r.Seq, 0)
 		l.sent("a", "bob", "new")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		marker(t, s, "ann", "a", r.Seq, 1)
 	})
 
@@ -115,7 +105,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		l.sent("a", "bob", "2")
 		m := l.sent("a", "ann", "mine: I read what came before")
 		l.sent("a", "ann", "mine again")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		marker(t, s, "ann", "a", m.Seq+1, 0)
 		marker(t, s, "bob", "a", m.Seq-1, 2)
 	})
@@ -128,16 +118,16 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		m1 := l.sent("a", "bob", "1")
 		m2 := l.sent("a", "bob", "2")
 		m3 := l.sent("a", "bob", "3")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		marker(t, s, "ann", "a", 1, 3)
 		l.del("a", "bob", m2.Seq)
 		l.del("a", "ann", m3.Seq) // not ann's: ignored
 		l.del("a", "bob", 999)    // no such message
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		marker(t, s, "ann", "a", 1, 2)
 		l.del("a", "bob", m2.Seq) // twice
 		l.del("a", "bob", m1.Seq)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		marker(t, s, "ann", "a", 1, 1)
 		equalMessages(t, dump(t, s).Messages, []reads.Message{{Room: "a", Seq: m3.Seq, Author: "bob"}})
 	})
@@ -149,19 +139,19 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		l.created("b", "bob")
 		l.joined("b", "ann", "ann")
 		l.sent("a", "bob", "1")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		if got := len(all(t, s, "ann", nil, true)); got != 2 {
 			t.Fatalf("ann has %d markers, want 2", got)
 		}
 		l.left("a", "ann", "ann")
 		l.left("a", "ann", "ann")
 		l.sent("a", "bob", "2")
-		l.read("a", "ann", l.seq) // no longer a member: ignored
-		apply(t, s, l.take())
+		l.read("a", "ann", l.Seq()) // no longer a member: ignored
+		apply(t, s, l.Take())
 		markers(t, s, "ann", []string{"a", "b", "c"}, map[string]reads.Marker{"b": {Room: "b", User: "ann", Read: 3}})
 		j := l.joined("a", "ann", "ann")
 		l.sent("a", "bob", "3")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		all(t, s, "ann", []reads.Marker{{Room: "a", User: "ann", Read: j.Seq, Unread: 1}, {Room: "b", User: "ann", Read: 3}})
 	})
 
@@ -172,10 +162,10 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		for i := range reads.MaxUnread + 5 {
 			l.sent("big", "bob", fmt.Sprint(i))
 		}
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		marker(t, s, "ann", "big", c.Seq, reads.MaxUnread)
 		l.read("big", "ann", c.Seq+10)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		marker(t, s, "ann", "big", c.Seq+10, reads.MaxUnread-5)
 	})
 
@@ -183,20 +173,20 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		s := fresh(t)
 		var l eventLog
 		l.created("a", "ann")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		before := dump(t, s)
 		for _, room := range []string{"A", "a.b", "a b", "a*", "a>", "", strings.Repeat("x", 65)} {
-			l.add(chat.Event{Type: chat.RoomCreated, Room: room, Author: "ann", Name: "bad"})
-			l.add(chat.Event{Type: chat.MessageSent, Room: room, Author: "bob", Text: "x"})
-			l.add(chat.Event{Type: chat.MemberJoined, Room: room, Author: "bob", User: "bob"})
+			l.Add(chat.Event{Type: chat.RoomCreated, Room: room, Author: "ann", Name: "bad"})
+			l.sent(room, "bob", "x")
+			l.Add(chat.Event{Type: chat.MemberJoined, Room: room, Author: "bob", User: "bob"})
 		}
-		l.add(chat.Event{Type: chat.Invalid, Room: "a"})
-		l.add(chat.Event{Type: "bogus.type", Room: "a", Author: "bob", Text: "x"})
-		l.add(chat.Event{Type: chat.MessageSent, Room: "a", Author: "bob"})              // no text
-		l.add(chat.Event{Type: chat.MemberJoined, Room: "a", Author: "bob"})             // no user
-		l.add(chat.Event{Type: chat.ReadMoved, Room: "a", Author: "ann"})                // no target
-		l.add(chat.Event{Type: chat.MemberLeft, Room: "a", Author: "ann", User: "an n"}) // bad user id
-		all0 := l.take()
+		l.Add(chat.Event{Type: chat.Invalid, Room: "a"})
+		l.Add(chat.Event{Type: "bogus.type", Room: "a", Author: "bob", Text: "x"})
+		l.sent("a", "bob", "")                                                           // no text
+		l.Add(chat.Event{Type: chat.MemberJoined, Room: "a", Author: "bob"})             // no user
+		l.Add(chat.Event{Type: chat.ReadMoved, Room: "a", Author: "ann"})                // no target
+		l.Add(chat.Event{Type: chat.MemberLeft, Room: "a", Author: "ann", User: "an n"}) // bad user id
+		all0 := l.Take()
 		apply(t, s, all0)
 		position(t, s, all0[len(all0)-1].Seq)
 		equalSnap(t, dump(t, s), before)
@@ -204,60 +194,14 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		position(t, s, all0[len(all0)-1].Seq)
 	})
 
-	t.Run("ReappliedBatchChangesNothing", func(t *testing.T) {
-		s := fresh(t)
-		var l eventLog
-		script(&l)
-		batch := l.take()
-		apply(t, s, batch)
-		before := dump(t, s)
-		pos := position(t, s, batch[len(batch)-1].Seq)
-		apply(t, s, batch)
-		apply(t, s, batch[len(batch)/2:])
-		equalSnap(t, dump(t, s), before)
-		position(t, s, pos)
-	})
-
-	t.Run("OverlappingBatchesApplyOnce", func(t *testing.T) {
-		s := fresh(t)
-		var l eventLog
-		script(&l)
-		every := l.take()
-		ref := reads.NewMemory()
-		apply(t, ref, every)
-		rng := rand.New(rand.NewPCG(1, 2))
-		for i := 0; i < len(every); {
-			j := min(len(every), i+1+rng.IntN(6))
-			from := max(0, i-rng.IntN(4)) // redeliver up to 3 events already applied
-			apply(t, s, every[from:j])
-			i = j
-		}
-		equalSnap(t, dump(t, s), dump(t, ref))
-		position(t, s, every[len(every)-1].Seq)
-	})
-
-	t.Run("RandomSplitsMatchOneBatch", func(t *testing.T) {
-		s := fresh(t)
-		var l eventLog
-		script(&l)
-		every := l.take()
-		ref := reads.NewMemory()
-		apply(t, ref, every)
-		want := dump(t, ref)
-		for i := range every {
-			apply(t, s, every[i:i+1])
-		}
-		equalSnap(t, dump(t, s), want)
-		for seed := range uint64(3) {
-			rng := rand.New(rand.NewPCG(seed, 99))
-			s := open(t, newDB(t), "reads_v1")
-			for i := 0; i < len(every); {
-				j := min(len(every), i+1+rng.IntN(len(every)/3))
-				apply(t, s, every[i:j])
-				i = j
-			}
-			equalSnap(t, dump(t, s), want)
-		}
+	var scripted eventLog
+	script(&scripted)
+	projectiontest.Idempotence(t, projectiontest.Case[reads.Store, reads.Snapshot]{
+		New:       v.New,
+		Reference: func() reads.Store { return reads.NewMemory() },
+		Dump:      dump,
+		Equal:     equalSnap,
+		Events:    scripted.Take(),
 	})
 
 	t.Run("PositionAndDataPersistAcrossReopen", func(t *testing.T) {
@@ -266,7 +210,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		s := o("reads_v1")
 		var l eventLog
 		script(&l)
-		every := l.take()
+		every := l.Take()
 		apply(t, s, every)
 		before := dump(t, s)
 		if err := s.Close(); err != nil {
@@ -277,8 +221,8 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		equalSnap(t, dump(t, s), before)
 		apply(t, s, every) // redelivered after the restart
 		equalSnap(t, dump(t, s), before)
-		r := l.read("a", "bob", l.seq)
-		apply(t, s, l.take())
+		r := l.read("a", "bob", l.Seq())
+		apply(t, s, l.Take())
 		marker(t, s, "bob", "a", r.Seq-1, 0)
 	})
 
@@ -289,7 +233,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		var l eventLog
 		l.created("a", "ann")
 		l.sent("a", "bob", "x")
-		every := l.take()
+		every := l.Take()
 		apply(t, v1, every)
 		apply(t, v2, every[:1])
 		marker(t, v1, "ann", "a", 1, 1)
@@ -322,7 +266,7 @@ func script(l *eventLog) {
 	l.created("b", "bob")
 	l.sent("b", "cat", "not a member")
 	l.joined("b", "cat", "cat")
-	l.add(chat.Event{Type: chat.Invalid, Room: "a"})
+	l.Add(chat.Event{Type: chat.Invalid, Room: "a"})
 	c1 := l.sent("b", "cat", "now a member")
 	l.read("a", "ann", b1.Seq)
 	l.read("a", "ann", 1) // backwards
@@ -332,79 +276,51 @@ func script(l *eventLog) {
 	l.joined("a", "cat", "cat")
 	l.sent("a", "cat", "cat here")
 	l.left("a", "ann", "ann")
-	l.read("a", "ann", l.seq) // no longer a member
-	l.add(chat.Event{Type: chat.MessageSent, Room: "A", Author: "ann", Text: "bad room"})
+	l.read("a", "ann", l.Seq()) // no longer a member
+	l.sent("A", "ann", "bad room")
 	l.joined("a", "ann", "ann")
 	l.read("b", "bob", 1_000_000)
 	l.sent("b", "cat", "after bob read")
-	l.add(chat.Event{Type: chat.ReactionAdded, Room: "a", Author: "bob", Target: b1.Seq, Emoji: "👍"})
-	l.add(chat.Event{Type: chat.MessageEdited, Room: "b", Author: "cat", Target: c1.Seq, Text: "edited"})
+	l.Add(chat.Event{Type: chat.ReactionAdded, Room: "a", Author: "bob", Target: b1.Seq, Emoji: "👍"})
+	l.Add(chat.Event{Type: chat.MessageEdited, Room: "b", Author: "cat", Target: c1.Seq, Text: "edited"})
 	l.sent("c", "dan", "a room nobody created")
 	l.joined("c", "dan", "dan")
 	l.sent("c", "eve", "to dan")
 }
 
-// eventLog hands out events as a stream would: increasing seqs across rooms,
-// prev per room, increasing times.
-type eventLog struct {
-	seq     uint64
-	last    map[string]uint64
-	pending []chat.Event
-}
-
-var epoch = time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
-
-func (l *eventLog) add(e chat.Event) chat.Event {
-	if l.last == nil {
-		l.last = make(map[string]uint64)
-	}
-	l.seq++
-	e.Seq, e.Prev = l.seq, l.last[e.Room]
-	l.last[e.Room] = e.Seq
-	e.Time = epoch.Add(time.Duration(e.Seq) * time.Second)
-	if e.ID == "" {
-		e.ID = fmt.Sprintf("e%d", e.Seq)
-	}
-	l.pending = append(l.pending, e)
-	return e
-}
-
-func (l *eventLog) take() []chat.Event {
-	b := l.pending
-	l.pending = nil
-	return b
-}
+// eventLog builds the suite's events on a projectiontest.Log.
+type eventLog struct{ projectiontest.Log }
 
 func (l *eventLog) created(room, author string) chat.Event {
-	return l.add(chat.Event{Type: chat.RoomCreated, Room: room, Author: author, Name: room})
+	return l.Add(chat.Event{Type: chat.RoomCreated, Room: room, Author: author, Name: room})
 }
 
 func (l *eventLog) joined(room, author, user string) chat.Event {
-	return l.add(chat.Event{Type: chat.MemberJoined, Room: room, Author: author, User: user})
+	return l.Add(chat.Event{Type: chat.MemberJoined, Room: room, Author: author, User: user})
 }
 
 func (l *eventLog) left(room, author, user string) chat.Event {
-	return l.add(chat.Event{Type: chat.MemberLeft, Room: room, Author: author, User: user})
+	return l.Add(chat.Event{Type: chat.MemberLeft, Room: room, Author: author, User: user})
 }
 
+// sent adds a message.sent with the ID "e<seq>", as every other event gets.
 func (l *eventLog) sent(room, author, text string) chat.Event {
-	return l.add(chat.Event{Type: chat.MessageSent, Room: room, Author: author, Text: text})
+	return l.Add(chat.Event{Type: chat.MessageSent, Room: room, Author: author, Text: text, ID: fmt.Sprintf("e%d", l.Seq()+1)})
 }
 
 func (l *eventLog) del(room, author string, target uint64) chat.Event {
-	return l.add(chat.Event{Type: chat.MessageDeleted, Room: room, Author: author, Target: target})
+	return l.Add(chat.Event{Type: chat.MessageDeleted, Room: room, Author: author, Target: target})
 }
 
 func (l *eventLog) read(room, author string, target uint64) chat.Event {
-	return l.add(chat.Event{Type: chat.ReadMoved, Room: room, Author: author, Target: target})
+	return l.Add(chat.Event{Type: chat.ReadMoved, Room: room, Author: author, Target: target})
 }
 
-func apply(t *testing.T, s reads.Store, events []chat.Event) {
-	t.Helper()
-	if err := s.Apply(context.Background(), events); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
-}
+// apply and position are projectiontest's, shared by every read model's suite.
+var (
+	apply    = projectiontest.Apply
+	position = projectiontest.Position
+)
 
 func markers(t *testing.T, s reads.Store, user string, rooms []string, want map[string]reads.Marker) {
 	t.Helper()
@@ -454,18 +370,6 @@ func dump(t *testing.T, s reads.Store) reads.Snapshot {
 		t.Fatalf("dump: %v", err)
 	}
 	return snap
-}
-
-func position(t *testing.T, s reads.Store, want uint64) uint64 {
-	t.Helper()
-	got, err := s.Position(context.Background())
-	if err != nil {
-		t.Fatalf("position: %v", err)
-	}
-	if got != want {
-		t.Fatalf("position %d, want %d", got, want)
-	}
-	return got
 }
 
 func equalMessages(t *testing.T, got, want []reads.Message) {

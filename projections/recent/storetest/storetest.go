@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/projections/projectiontest"
 	"github.com/jetchat/jetchat/projections/recent"
 )
 
@@ -31,12 +32,16 @@ type Setup struct {
 // Run runs the suite. open gives each subtest a fresh store with windows of
 // n events; Run closes it.
 func Run(t *testing.T, open func(t *testing.T, n int) Setup) {
-	fresh := func(t *testing.T, n int) Setup {
+	newSetup := func(t *testing.T, n int) Setup {
 		t.Helper()
-		t.Parallel()
 		s := open(t, n)
 		t.Cleanup(func() { _ = s.Store.Close() })
 		return s
+	}
+	fresh := func(t *testing.T, n int) Setup {
+		t.Helper()
+		t.Parallel()
+		return newSetup(t, n)
 	}
 
 	t.Run("WindowsPerRoomOldestFirst", func(t *testing.T) {
@@ -47,8 +52,8 @@ func Run(t *testing.T, open func(t *testing.T, n int) Setup) {
 			a = append(a, l.sent("a", "ann", fmt.Sprintf("a%d", i)))
 			b = append(b, l.sent("b", "bob", fmt.Sprintf("b%d", i)))
 		}
-		a = append(a, l.add(chat.Event{Type: chat.MemberJoined, Room: "a", Author: "cat", User: "cat"}))
-		apply(t, s, l.take())
+		a = append(a, l.Add(chat.Event{Type: chat.MemberJoined, Room: "a", Author: "cat", User: "cat"}))
+		apply(t, s, l.Take())
 		equal(t, events(t, s, "a", 10), a)
 		equal(t, events(t, s, "b", 10), b)
 		equal(t, events(t, s, "a", 2), a[3:])
@@ -63,11 +68,11 @@ func Run(t *testing.T, open func(t *testing.T, n int) Setup) {
 		for i := range 7 {
 			a = append(a, l.sent("a", "ann", fmt.Sprintf("m%d", i)))
 		}
-		apply(t, s, l.take()) // one batch longer than the window
+		apply(t, s, l.Take()) // one batch longer than the window
 		equal(t, events(t, s, "a", 100), a[2:])
 		for i := range 4 {
 			a = append(a, l.sent("a", "ann", fmt.Sprintf("n%d", i)))
-			apply(t, s, l.take()) // one event at a time
+			apply(t, s, l.Take()) // one event at a time
 		}
 		equal(t, events(t, s, "a", 100), a[6:])
 		equal(t, events(t, s, "a", 5), a[6:])
@@ -81,15 +86,15 @@ func Run(t *testing.T, open func(t *testing.T, n int) Setup) {
 		var l eventLog
 		want := []chat.Event{
 			l.sent("a", "ann", "m1"),
-			l.add(chat.Event{Type: chat.MessageEdited, Room: "a", Author: "ann", Target: 1, Text: "edited ✓"}),
-			l.add(chat.Event{Type: chat.ReactionAdded, Room: "a", Author: "bob", Target: 1, Emoji: "👍"}),
-			l.add(chat.Event{Type: chat.ReactionRemove, Room: "a", Author: "bob", Target: 1, Emoji: "👍"}),
-			l.add(chat.Event{Type: chat.MessageDeleted, Room: "a", Author: "ann", Target: 1}),
-			l.add(chat.Event{Type: chat.MemberLeft, Room: "a", Author: "bob", User: "bob"}),
-			l.add(chat.Event{Type: chat.ReadMoved, Room: "a", Author: "cat", Target: 5}),
+			l.Add(chat.Event{Type: chat.MessageEdited, Room: "a", Author: "ann", Target: 1, Text: "edited ✓"}),
+			l.Add(chat.Event{Type: chat.ReactionAdded, Room: "a", Author: "bob", Target: 1, Emoji: "👍"}),
+			l.Add(chat.Event{Type: chat.ReactionRemove, Room: "a", Author: "bob", Target: 1, Emoji: "👍"}),
+			l.Add(chat.Event{Type: chat.MessageDeleted, Room: "a", Author: "ann", Target: 1}),
+			l.Add(chat.Event{Type: chat.MemberLeft, Room: "a", Author: "bob", User: "bob"}),
+			l.Add(chat.Event{Type: chat.ReadMoved, Room: "a", Author: "cat", Target: 5}),
 		}
-		first := l.add(chat.Event{Type: chat.RoomCreated, Room: "b", Author: "ann", Name: "Bee \"quoted\"", Private: true})
-		batch := l.take()
+		first := l.Add(chat.Event{Type: chat.RoomCreated, Room: "b", Author: "ann", Name: "Bee \"quoted\"", Private: true})
+		batch := l.Take()
 		local := batch[0]
 		local.Time = local.Time.In(time.FixedZone("CET", 3600)) // the same instant elsewhere
 		batch[0] = local
@@ -98,17 +103,14 @@ func Run(t *testing.T, open func(t *testing.T, n int) Setup) {
 		equal(t, events(t, s, "b", 10), []chat.Event{first})
 	})
 
-	t.Run("ReappliedBatchChangesNothing", func(t *testing.T) {
-		s := fresh(t, 4).Store
-		var l eventLog
-		script(&l)
-		batch := l.take()
-		apply(t, s, batch)
-		before := windows(t, s)
-		apply(t, s, batch)
-		apply(t, s, batch[len(batch)/2:])
-		equal2(t, windows(t, s), before)
-		position(t, s, batch[len(batch)-1].Seq)
+	var scripted eventLog
+	script(&scripted)
+	projectiontest.Idempotence(t, projectiontest.Case[recent.Store, map[string][]chat.Event]{
+		New:       func(t *testing.T) recent.Store { return newSetup(t, 4).Store },
+		Reference: func() recent.Store { return recent.NewMemory(4, 0) },
+		Dump:      windows,
+		Equal:     equal2,
+		Events:    scripted.Take(),
 	})
 
 	for _, n := range []int{3, recent.DefaultN} {
@@ -118,16 +120,11 @@ func Run(t *testing.T, open func(t *testing.T, n int) Setup) {
 			for range 5 {
 				script(&l)
 			}
-			all := l.take()
+			all := l.Take()
 			ref := recent.NewMemory(n, 0)
 			apply(t, ref, all)
-			rng := rand.New(rand.NewPCG(1, uint64(n)))
-			for i := 0; i < len(all); {
-				j := min(len(all), i+1+rng.IntN(8))
-				from := max(0, i-rng.IntN(5)) // redeliver up to 4 events already applied
-				apply(t, s, all[from:j])
-				i = j
-			}
+			// Redeliver up to 4 events already applied.
+			projectiontest.ApplyRedelivered(t, s, all, rand.New(rand.NewPCG(1, uint64(n))), 8, 5)
 			equal2(t, windows(t, s), windows(t, ref))
 			position(t, s, all[len(all)-1].Seq)
 		})
@@ -156,13 +153,13 @@ func Run(t *testing.T, open func(t *testing.T, n int) Setup) {
 		position(t, s, 0)
 		var l eventLog
 		a1 := l.sent("a", "ann", "m1")
-		l.add(chat.Event{Type: chat.Invalid, Room: "b"})
-		l.add(chat.Event{Type: "bogus.type", Room: "b", Author: "ann", Text: "x"})
-		l.add(chat.Event{Type: chat.MessageSent, Room: "b", Author: "ann"}) // no id, no text
-		l.add(chat.Event{Type: chat.MessageSent, Room: "Not A Room", Author: "ann", ID: "x", Text: "x"})
-		l.add(chat.Event{Type: chat.MessageSent, Room: "a.b", Author: "ann", ID: "x", Text: "x"})
-		l.add(chat.Event{Type: chat.MessageSent, Room: strings.Repeat("r", chat.MaxRoomIDBytes+1), Author: "ann", ID: "x", Text: "x"})
-		apply(t, s, l.take())
+		l.Add(chat.Event{Type: chat.Invalid, Room: "b"})
+		l.Add(chat.Event{Type: "bogus.type", Room: "b", Author: "ann", Text: "x"})
+		l.Add(chat.Event{Type: chat.MessageSent, Room: "b", Author: "ann"}) // no id, no text
+		l.Add(chat.Event{Type: chat.MessageSent, Room: "Not A Room", Author: "ann", ID: "x", Text: "x"})
+		l.Add(chat.Event{Type: chat.MessageSent, Room: "a.b", Author: "ann", ID: "x", Text: "x"})
+		l.Add(chat.Event{Type: chat.MessageSent, Room: strings.Repeat("r", chat.MaxRoomIDBytes+1), Author: "ann", ID: "x", Text: "x"})
+		apply(t, s, l.Take())
 		position(t, s, 7)
 		equal(t, events(t, s, "a", 10), []chat.Event{a1})
 		equal(t, events(t, s, "b", 10), nil)
@@ -174,10 +171,10 @@ func Run(t *testing.T, open func(t *testing.T, n int) Setup) {
 		s := fresh(t, 10).Store
 		var l eventLog
 		l.sent("a", "ann", "m1")
-		l.add(chat.Event{Type: chat.Invalid, Room: "a"})
+		l.Add(chat.Event{Type: chat.Invalid, Room: "a"})
 		a3 := l.sent("a", "ann", "m3")
 		a4 := l.sent("a", "ann", "m4")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equal(t, events(t, s, "a", 10), []chat.Event{a3, a4})
 	})
 
@@ -190,7 +187,7 @@ func Run(t *testing.T, open func(t *testing.T, n int) Setup) {
 			a = append(a, l.sent("a", "ann", fmt.Sprintf("m%d", i)))
 		}
 		b1 := l.sent("b", "bob", "b1")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equal(t, events(t, s, "a", 10), a[2:])
 		st.Lose("a", a[4].Seq)
 		equal(t, events(t, s, "a", 10), a[5:])
@@ -201,13 +198,13 @@ func Run(t *testing.T, open func(t *testing.T, n int) Setup) {
 		equal(t, events(t, s, "a", 10), a[5:7])
 		equal(t, events(t, s, "b", 10), []chat.Event{b1}) // other rooms untouched
 		a = append(a, l.sent("a", "ann", "n0"))
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equal(t, events(t, s, "a", 10), a[8:])
 
 		// New events chain on; once the hole is trimmed out the window is whole.
 		for i := range 5 {
 			a = append(a, l.sent("a", "ann", fmt.Sprintf("n%d", i+1)))
-			apply(t, s, l.take())
+			apply(t, s, l.Take())
 		}
 		equal(t, events(t, s, "a", 10), a[8:])
 		equal(t, len(events(t, s, "a", 10)), 6)
@@ -220,13 +217,13 @@ func Run(t *testing.T, open func(t *testing.T, n int) Setup) {
 		for i := range 3 {
 			l.sent("a", "ann", fmt.Sprintf("m%d", i))
 		}
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		st.Lose("a")
 		equal(t, events(t, s, "a", 10), nil)
 		position(t, s, 3)
 		a4 := l.sent("a", "ann", "m4") // its Prev (3) is lost: it starts the chain
 		a5 := l.sent("a", "ann", "m5")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equal(t, events(t, s, "a", 10), []chat.Event{a4, a5})
 	})
 
@@ -273,10 +270,10 @@ func Run(t *testing.T, open func(t *testing.T, n int) Setup) {
 			l.sent("a", "ann", fmt.Sprintf("m%d", i))
 			l.sent("b", "bob", fmt.Sprintf("m%d", i))
 			if i%7 == 0 {
-				apply(t, s, l.take())
+				apply(t, s, l.Take())
 			}
 		}
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		close(done)
 		wg.Wait()
 		position(t, s, 400)
@@ -288,58 +285,29 @@ func script(l *eventLog) {
 	a1 := l.sent("a", "ann", "a1")
 	b1 := l.sent("b", "bob", "b1")
 	l.sent("a", "bob", "a2")
-	l.add(chat.Event{Type: chat.ReactionAdded, Room: "a", Author: "bob", Target: a1.Seq, Emoji: "👍"})
-	l.add(chat.Event{Type: chat.MessageEdited, Room: "a", Author: "ann", Target: a1.Seq, Text: "edited"})
-	l.add(chat.Event{Type: chat.MemberJoined, Room: "c", Author: "cat", User: "cat"})
-	l.add(chat.Event{Type: chat.Invalid, Room: "c"})
-	l.add(chat.Event{Type: chat.MessageDeleted, Room: "b", Author: "bob", Target: b1.Seq})
+	l.Add(chat.Event{Type: chat.ReactionAdded, Room: "a", Author: "bob", Target: a1.Seq, Emoji: "👍"})
+	l.Add(chat.Event{Type: chat.MessageEdited, Room: "a", Author: "ann", Target: a1.Seq, Text: "edited"})
+	l.Add(chat.Event{Type: chat.MemberJoined, Room: "c", Author: "cat", User: "cat"})
+	l.Add(chat.Event{Type: chat.Invalid, Room: "c"})
+	l.Add(chat.Event{Type: chat.MessageDeleted, Room: "b", Author: "bob", Target: b1.Seq})
 	l.sent("c", "cat", "c1")
 	l.sent("c", "cat", "c2")
 	l.sent("a", "cat", "a3")
-	l.add(chat.Event{Type: chat.ReadMoved, Room: "b", Author: "bob", Target: b1.Seq})
+	l.Add(chat.Event{Type: chat.ReadMoved, Room: "b", Author: "bob", Target: b1.Seq})
 }
 
-// eventLog hands out events as a stream would: increasing seqs across rooms,
-// prev per room, increasing times with nanoseconds.
-type eventLog struct {
-	seq     uint64
-	last    map[string]uint64
-	pending []chat.Event
-}
-
-var epoch = time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
-
-func (l *eventLog) add(e chat.Event) chat.Event {
-	if l.last == nil {
-		l.last = make(map[string]uint64)
-	}
-	l.seq++
-	e.Seq, e.Prev = l.seq, l.last[e.Room]
-	l.last[e.Room] = e.Seq
-	e.Time = epoch.Add(time.Duration(e.Seq)*time.Second + time.Duration(e.Seq)*time.Nanosecond)
-	if e.ID == "" && e.Type != chat.MessageSent {
-		e.ID = fmt.Sprintf("e%d", e.Seq)
-	}
-	l.pending = append(l.pending, e)
-	return e
-}
+// eventLog builds the suite's events on a projectiontest.Log.
+type eventLog struct{ projectiontest.Log }
 
 func (l *eventLog) sent(room, author, id string) chat.Event {
-	return l.add(chat.Event{Type: chat.MessageSent, Room: room, Author: author, ID: id, Text: "text of " + id})
+	return l.Add(chat.Event{Type: chat.MessageSent, Room: room, Author: author, ID: id, Text: "text of " + id})
 }
 
-func (l *eventLog) take() []chat.Event {
-	b := l.pending
-	l.pending = nil
-	return b
-}
-
-func apply(t *testing.T, s recent.Store, events []chat.Event) {
-	t.Helper()
-	if err := s.Apply(context.Background(), events); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
-}
+// apply and position are projectiontest's, shared by every read model's suite.
+var (
+	apply    = projectiontest.Apply
+	position = projectiontest.Position
+)
 
 func events(t *testing.T, s recent.Store, room string, n int) []chat.Event {
 	t.Helper()
@@ -357,17 +325,6 @@ func windows(t *testing.T, s recent.Store) map[string][]chat.Event {
 		out[room] = events(t, s, room, recent.DefaultN)
 	}
 	return out
-}
-
-func position(t *testing.T, s recent.Store, want uint64) {
-	t.Helper()
-	got, err := s.Position(context.Background())
-	if err != nil {
-		t.Fatalf("position: %v", err)
-	}
-	if got != want {
-		t.Fatalf("position %d, want %d", got, want)
-	}
 }
 
 // equal compares exactly: times to the nanosecond, in UTC.

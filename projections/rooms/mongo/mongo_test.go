@@ -11,6 +11,7 @@ import (
 
 	"github.com/jetchat/jetchat/pkg/chat"
 	"github.com/jetchat/jetchat/pkg/testrig"
+	"github.com/jetchat/jetchat/projections/projectiontest"
 	"github.com/jetchat/jetchat/projections/rooms"
 	roomsmongo "github.com/jetchat/jetchat/projections/rooms/mongo"
 	"github.com/jetchat/jetchat/projections/rooms/storetest"
@@ -24,13 +25,9 @@ func TestStore(t *testing.T) {
 	var n atomic.Int64
 	storetest.Run(t, func(t *testing.T) storetest.Open {
 		dbName := fmt.Sprintf("rooms_test_%d", n.Add(1))
-		return func(name string) rooms.Store {
-			s, err := roomsmongo.New(t.Context(), testrig.MongoDatabase(t, uri, dbName), name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}
+		return projectiontest.MustOpen(t, func(name string) (rooms.Store, error) {
+			return roomsmongo.New(t.Context(), testrig.MongoDatabase(t, uri, dbName), name)
+		})
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jetchat/jetchat/projections/projectiontest"
 	"github.com/jetchat/jetchat/projections/rooms"
 	"github.com/jetchat/jetchat/projections/rooms/sqlite"
 	"github.com/jetchat/jetchat/projections/rooms/storetest"
@@ -15,13 +16,9 @@ import (
 func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Open {
 		path := filepath.Join(t.TempDir(), "projections.db")
-		return func(name string) rooms.Store {
-			s, err := sqlite.Open(context.Background(), path, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}
+		return projectiontest.MustOpen(t, func(name string) (rooms.Store, error) {
+			return sqlite.Open(context.Background(), path, name)
+		})
 	})
 }
 

@@ -8,7 +8,6 @@ package storetest
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -16,29 +15,21 @@ import (
 	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/projections/projectiontest"
 	"github.com/jetchat/jetchat/projections/rooms"
 )
 
 // Open opens the named version of a store ("rooms_v1") in the database that
 // newDB gave the subtest. Opening a name again after its store was closed
 // must reopen the same data, as a restarted process would.
-type Open func(name string) rooms.Store
+type Open = func(name string) rooms.Store
 
 // Run runs the contract suite. newDB gives each subtest a fresh, empty
 // database (a file, a database name) and returns how to open stores in it;
 // Run closes every store it opens.
 func Run(t *testing.T, newDB func(t *testing.T) Open) {
-	open := func(t *testing.T, o Open, name string) rooms.Store {
-		t.Helper()
-		s := o(name)
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}
-	fresh := func(t *testing.T) rooms.Store {
-		t.Helper()
-		t.Parallel()
-		return open(t, newDB(t), "rooms_v1")
-	}
+	v := projectiontest.Versions[rooms.Store]{NewDB: newDB, First: "rooms_v1"}
+	open, fresh := v.Open, v.Fresh
 
 	t.Run("RoomCreatedMakesRoomWithCreatorAsMember", func(t *testing.T) {
 		s := fresh(t)
@@ -46,8 +37,8 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		pub := l.created("a", "ann", "Room A", false)
 		// A room.created without a name (the node always names one) is named
 		// after its id.
-		priv := l.add(chat.Event{Type: chat.RoomCreated, Room: "b", Author: "bob", Private: true})
-		apply(t, s, l.take())
+		priv := l.Add(chat.Event{Type: chat.RoomCreated, Room: "b", Author: "bob", Private: true})
+		apply(t, s, l.Take())
 		wantA := rooms.Room{ID: "a", Name: "Room A", Creator: "ann", Created: pub.Time, Members: 1, LastActivity: pub.Time, Head: pub.Seq}
 		wantB := rooms.Room{ID: "b", Name: "b", Private: true, Creator: "bob", Created: priv.Time, Members: 1, LastActivity: priv.Time, Head: priv.Seq}
 		equalRoom(t, get(t, s, "a"), wantA)
@@ -76,11 +67,11 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		l.joined("a", "ann", "ann")
 		l.sent("a", "ann", "before the room exists")
 		l.read("a", "ann", 2)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		position(t, s, 3)
 		equalSnap(t, dump(t, s), rooms.Snapshot{})
 		c := l.created("a", "ann", "A", false)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equalRoom(t, get(t, s, "a"), rooms.Room{ID: "a", Name: "A", Creator: "ann", Created: c.Time, Members: 1, LastActivity: c.Time, Head: c.Seq})
 	})
 
@@ -90,7 +81,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		c := l.created("a", "ann", "A", false)
 		l.left("a", "ann", "ann")
 		again := l.created("a", "bob", "Taken", true)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equalRoom(t, get(t, s, "a"), rooms.Room{ID: "a", Name: "A", Creator: "ann", Created: c.Time, Members: 0, LastActivity: again.Time, Head: again.Seq})
 		member(t, s, "a", "bob", false)
 		member(t, s, "a", "ann", false)
@@ -102,12 +93,12 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		l.created("a", "ann", "A", false)
 		l.joined("a", "bob", "bob")
 		l.joined("a", "bob", "bob") // twice: once in the set
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		l.joined("a", "cat", "cat")
 		l.left("a", "dan", "dan") // never joined: nothing
 		l.joined("a", "eve", "eve")
 		l.left("a", "eve", "eve")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		r := get(t, s, "a")
 		if r.Members != 3 {
 			t.Fatalf("members %d, want 3 (ann, bob, cat)", r.Members)
@@ -117,7 +108,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		}
 		l.left("a", "ann", "ann")
 		l.left("a", "ann", "ann")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		if r := get(t, s, "a"); r.Members != 2 {
 			t.Fatalf("members %d after ann left, want 2", r.Members)
 		}
@@ -132,19 +123,19 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		m := l.sent("a", "ann", "hi")
 		l.sent("b", "bob", "other room")
 		r := l.react("a", "bob", m.Seq, "👍")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		got := get(t, s, "a")
 		if got.Head != r.Seq || !got.LastActivity.Equal(r.Time) {
 			t.Fatalf("after a reaction: head %d activity %v, want %d %v", got.Head, got.LastActivity, r.Seq, r.Time)
 		}
 		rd := l.read("a", "bob", m.Seq) // moves the head, not the activity
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		got = get(t, s, "a")
 		if got.Head != rd.Seq || !got.LastActivity.Equal(r.Time) {
 			t.Fatalf("after read.moved: head %d activity %v, want %d %v", got.Head, got.LastActivity, rd.Seq, r.Time)
 		}
 		ed := l.edit("a", "ann", 999, "unknown target") // still an event of the room
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		got = get(t, s, "a")
 		if got.Head != ed.Seq || !got.LastActivity.Equal(ed.Time) {
 			t.Fatalf("after an edit of nothing: head %d activity %v, want %d %v", got.Head, got.LastActivity, ed.Seq, ed.Time)
@@ -155,32 +146,32 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		s := fresh(t)
 		var l eventLog
 		l.created("a", "ann", "A", false)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equalPreview(t, get(t, s, "a").Last, nil)
 		m1 := l.sent("a", "ann", "first")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equalPreview(t, get(t, s, "a").Last, preview(m1))
 		m2 := l.sent("a", "bob", "second")
 		l.edit("a", "ann", m1.Seq, "first, edited") // not the last: no effect
 		l.del("a", "ann", m1.Seq)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equalPreview(t, get(t, s, "a").Last, preview(m2))
 		l.edit("a", "ann", m2.Seq, "not ann's")
 		l.del("a", "ann", m2.Seq)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equalPreview(t, get(t, s, "a").Last, preview(m2))
 		l.edit("a", "bob", m2.Seq, "second, edited")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		want := preview(m2)
 		want.Text = "second, edited"
 		equalPreview(t, get(t, s, "a").Last, want)
 		l.del("a", "bob", m2.Seq)
 		l.edit("a", "bob", m2.Seq, "after delete") // ignored
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		want.Text, want.Deleted = "", true
 		equalPreview(t, get(t, s, "a").Last, want)
 		m3 := l.sent("a", "cat", "third")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equalPreview(t, get(t, s, "a").Last, preview(m3))
 	})
 
@@ -190,15 +181,15 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		l.created("a", "ann", "A", false)
 		exact := strings.Repeat("é", rooms.PreviewRunes)
 		m := l.sent("a", "ann", exact)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equalPreview(t, get(t, s, "a").Last, &rooms.Preview{Seq: m.Seq, Author: "ann", Text: exact, Time: m.Time})
 		long := strings.Repeat("ü", 100) + strings.Repeat("字", 100)
 		m = l.sent("a", "ann", long)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		want := strings.Repeat("ü", 100) + strings.Repeat("字", rooms.PreviewRunes-101) + "…"
 		equalPreview(t, get(t, s, "a").Last, &rooms.Preview{Seq: m.Seq, Author: "ann", Text: want, Time: m.Time})
 		l.edit("a", "ann", m.Seq, strings.Repeat("x", 300))
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		want = strings.Repeat("x", rooms.PreviewRunes-1) + "…"
 		equalPreview(t, get(t, s, "a").Last, &rooms.Preview{Seq: m.Seq, Author: "ann", Text: want, Time: m.Time})
 	})
@@ -211,7 +202,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		l.created("priv-bob", "bob", "Bob's", true)
 		l.created("pub2", "bob", "P2", false)
 		l.joined("priv-bob", "bob", "cat") // an invite
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		ids := func(user string) []string { return roomIDs(list(t, s, user, 0)) }
 		equalIDs(t, "ann", ids("ann"), []string{"pub2", "priv-ann", "pub1"})
 		equalIDs(t, "bob", ids("bob"), []string{"priv-bob", "pub2", "pub1"})
@@ -222,7 +213,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		l.left("priv-bob", "cat", "cat")
 		l.joined("pub2", "dan", "dan")
 		l.sent("pub1", "ann", "bump")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		equalIDs(t, "cat", ids("cat"), []string{"pub1", "pub2"})
 		equalIDs(t, "bob", ids("bob"), []string{"pub1", "pub2", "priv-bob"})
 		equalIDs(t, "dan", ids("dan"), []string{"pub1", "pub2"})
@@ -236,13 +227,13 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 	t.Run("ListTiesByIDAndLimit", func(t *testing.T) {
 		s := fresh(t)
 		var l eventLog
-		at := epoch.Add(time.Hour)
+		at := projectiontest.Epoch.Add(time.Hour)
 		for _, id := range []string{"c", "a", "d", "b"} {
-			l.add(chat.Event{Type: chat.RoomCreated, Room: id, Author: "ann", Name: id, Time: at})
+			l.Add(chat.Event{Type: chat.RoomCreated, Room: id, Author: "ann", Name: id, Time: at})
 		}
-		l.add(chat.Event{Type: chat.RoomCreated, Room: "e", Author: "ann", Name: "e", Time: at.Add(-time.Nanosecond)})
-		l.add(chat.Event{Type: chat.RoomCreated, Room: "f", Author: "ann", Name: "f", Time: at.Add(time.Nanosecond)})
-		apply(t, s, l.take())
+		l.Add(chat.Event{Type: chat.RoomCreated, Room: "e", Author: "ann", Name: "e", Time: at.Add(-time.Nanosecond)})
+		l.Add(chat.Event{Type: chat.RoomCreated, Room: "f", Author: "ann", Name: "f", Time: at.Add(time.Nanosecond)})
+		apply(t, s, l.Take())
 		equalIDs(t, "all", roomIDs(list(t, s, "bob", 0)), []string{"f", "a", "b", "c", "d", "e"})
 		equalIDs(t, "limit 3", roomIDs(list(t, s, "bob", 3)), []string{"f", "a", "b"})
 		equalIDs(t, "limit 1", roomIDs(list(t, s, "ann", 1)), []string{"f"})
@@ -255,7 +246,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		for i := range n {
 			l.created(fmt.Sprintf("r%03d", i), "ann", "R", i%2 == 1)
 		}
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		for _, c := range []struct {
 			user  string
 			limit int
@@ -285,19 +276,19 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		s := fresh(t)
 		var l eventLog
 		c := l.created("a", "ann", "A", false)
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		before := dump(t, s)
 		for _, room := range []string{"A", "a.b", "a b", "a*", "a>", "", strings.Repeat("x", 65), "é"} {
-			l.add(chat.Event{Type: chat.RoomCreated, Room: room, Author: "ann", Name: "bad"})
-			l.add(chat.Event{Type: chat.MessageSent, Room: room, Author: "ann", Text: "x"})
+			l.Add(chat.Event{Type: chat.RoomCreated, Room: room, Author: "ann", Name: "bad"})
+			l.sent(room, "ann", "x")
 		}
-		l.add(chat.Event{Type: chat.Invalid, Room: "a"})
-		l.add(chat.Event{Type: "bogus.type", Room: "a", Author: "ann", Text: "x"})
-		l.add(chat.Event{Type: chat.MessageSent, Room: "a", Author: "ann"})                 // no text
-		l.add(chat.Event{Type: chat.MemberJoined, Room: "a", Author: "ann"})                // no user
-		l.add(chat.Event{Type: chat.MessageDeleted, Room: "a", Author: "ann"})              // no target
-		l.add(chat.Event{Type: chat.MemberJoined, Room: "a", Author: "ann", User: "b o b"}) // bad user id
-		all := l.take()
+		l.Add(chat.Event{Type: chat.Invalid, Room: "a"})
+		l.Add(chat.Event{Type: "bogus.type", Room: "a", Author: "ann", Text: "x"})
+		l.sent("a", "ann", "")                                                              // no text
+		l.Add(chat.Event{Type: chat.MemberJoined, Room: "a", Author: "ann"})                // no user
+		l.Add(chat.Event{Type: chat.MessageDeleted, Room: "a", Author: "ann"})              // no target
+		l.Add(chat.Event{Type: chat.MemberJoined, Room: "a", Author: "ann", User: "b o b"}) // bad user id
+		all := l.Take()
 		apply(t, s, all)
 		position(t, s, all[len(all)-1].Seq)
 		equalSnap(t, dump(t, s), before)
@@ -308,62 +299,14 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		position(t, s, all[len(all)-1].Seq)
 	})
 
-	t.Run("ReappliedBatchChangesNothing", func(t *testing.T) {
-		s := fresh(t)
-		var l eventLog
-		script(&l)
-		batch := l.take()
-		apply(t, s, batch)
-		before := dump(t, s)
-		pos := position(t, s, batch[len(batch)-1].Seq)
-		apply(t, s, batch)
-		apply(t, s, batch[len(batch)/2:])
-		equalSnap(t, dump(t, s), before)
-		position(t, s, pos)
-	})
-
-	t.Run("OverlappingBatchesApplyOnce", func(t *testing.T) {
-		s := fresh(t)
-		var l eventLog
-		script(&l)
-		all := l.take()
-		ref := rooms.NewMemory()
-		apply(t, ref, all)
-		rng := rand.New(rand.NewPCG(1, 2))
-		for i := 0; i < len(all); {
-			j := min(len(all), i+1+rng.IntN(6))
-			from := max(0, i-rng.IntN(4)) // redeliver up to 3 events already applied
-			apply(t, s, all[from:j])
-			i = j
-		}
-		equalSnap(t, dump(t, s), dump(t, ref))
-		position(t, s, all[len(all)-1].Seq)
-	})
-
-	t.Run("RandomSplitsMatchOneBatch", func(t *testing.T) {
-		s := fresh(t)
-		var l eventLog
-		script(&l)
-		all := l.take()
-		ref := rooms.NewMemory()
-		apply(t, ref, all)
-		want := dump(t, ref)
-		// Every event alone, then the whole again: the same.
-		for i := range all {
-			apply(t, s, all[i:i+1])
-		}
-		equalSnap(t, dump(t, s), want)
-		for seed := range uint64(3) {
-			rng := rand.New(rand.NewPCG(seed, 99))
-			o := newDB(t)
-			s := open(t, o, "rooms_v1")
-			for i := 0; i < len(all); {
-				j := min(len(all), i+1+rng.IntN(len(all)/3))
-				apply(t, s, all[i:j])
-				i = j
-			}
-			equalSnap(t, dump(t, s), want)
-		}
+	var scripted eventLog
+	script(&scripted)
+	projectiontest.Idempotence(t, projectiontest.Case[rooms.Store, rooms.Snapshot]{
+		New:       v.New,
+		Reference: func() rooms.Store { return rooms.NewMemory() },
+		Dump:      dump,
+		Equal:     equalSnap,
+		Events:    scripted.Take(),
 	})
 
 	t.Run("PositionAndDataPersistAcrossReopen", func(t *testing.T) {
@@ -372,7 +315,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		s := o("rooms_v1")
 		var l eventLog
 		script(&l)
-		all := l.take()
+		all := l.Take()
 		apply(t, s, all)
 		before := dump(t, s)
 		if err := s.Close(); err != nil {
@@ -384,7 +327,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		apply(t, s, all) // redelivered after the restart
 		equalSnap(t, dump(t, s), before)
 		m := l.sent("a", "ann", "after restart")
-		apply(t, s, l.take())
+		apply(t, s, l.Take())
 		if got := get(t, s, "a"); got.Last == nil || got.Last.Seq != m.Seq || got.Head != m.Seq {
 			t.Fatalf("after restart: %+v, want last and head %d", got, m.Seq)
 		}
@@ -397,7 +340,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		var l eventLog
 		l.created("a", "ann", "A", false)
 		l.joined("a", "bob", "bob")
-		all := l.take()
+		all := l.Take()
 		apply(t, v1, all)
 		apply(t, v2, all[:1])
 		if get(t, v1, "a").Members != 2 || get(t, v2, "a").Members != 1 {
@@ -433,7 +376,7 @@ func script(l *eventLog) {
 	l.joined("a", "bob", "bob")
 	l.joined("p", "bob", "cat")
 	p1 := l.sent("p", "bob", strings.Repeat("long ", 40))
-	l.add(chat.Event{Type: chat.Invalid, Room: "a"})
+	l.Add(chat.Event{Type: chat.Invalid, Room: "a"})
 	l.edit("a", "ann", a1.Seq, "first, edited")
 	l.read("a", "bob", a1.Seq)
 	l.joined("a", "cat", "cat")
@@ -442,7 +385,7 @@ func script(l *eventLog) {
 	l.created("c", "cat", "C", false)
 	l.react("a", "bob", a1.Seq, "👍")
 	a2 := l.sent("a", "bob", "second")
-	l.add(chat.Event{Type: chat.MessageSent, Room: "A", Author: "ann", Text: "bad room"})
+	l.sent("A", "ann", "bad room")
 	l.del("a", "ann", a2.Seq) // not ann's
 	l.del("a", "bob", a2.Seq)
 	l.edit("a", "bob", a2.Seq, "after delete")
@@ -457,69 +400,40 @@ func script(l *eventLog) {
 	l.joined("c", "ann", "ann")
 }
 
-// eventLog hands out events as a stream would: increasing seqs across rooms,
-// prev per room, increasing times with nanoseconds unless an event has one.
-type eventLog struct {
-	seq     uint64
-	last    map[string]uint64
-	pending []chat.Event
-}
-
-var epoch = time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
-
-func (l *eventLog) add(e chat.Event) chat.Event {
-	if l.last == nil {
-		l.last = make(map[string]uint64)
-	}
-	l.seq++
-	e.Seq, e.Prev = l.seq, l.last[e.Room]
-	l.last[e.Room] = e.Seq
-	if e.Time.IsZero() {
-		e.Time = epoch.Add(time.Duration(e.Seq)*time.Second + time.Duration(e.Seq)*time.Nanosecond)
-	}
-	if e.ID == "" {
-		e.ID = fmt.Sprintf("e%d", e.Seq)
-	}
-	l.pending = append(l.pending, e)
-	return e
-}
-
-func (l *eventLog) take() []chat.Event {
-	b := l.pending
-	l.pending = nil
-	return b
-}
+// eventLog builds the suite's events on a projectiontest.Log.
+type eventLog struct{ projectiontest.Log }
 
 func (l *eventLog) created(room, author, name string, private bool) chat.Event {
-	return l.add(chat.Event{Type: chat.RoomCreated, Room: room, Author: author, Name: name, Private: private})
+	return l.Add(chat.Event{Type: chat.RoomCreated, Room: room, Author: author, Name: name, Private: private})
 }
 
 func (l *eventLog) joined(room, author, user string) chat.Event {
-	return l.add(chat.Event{Type: chat.MemberJoined, Room: room, Author: author, User: user})
+	return l.Add(chat.Event{Type: chat.MemberJoined, Room: room, Author: author, User: user})
 }
 
 func (l *eventLog) left(room, author, user string) chat.Event {
-	return l.add(chat.Event{Type: chat.MemberLeft, Room: room, Author: author, User: user})
+	return l.Add(chat.Event{Type: chat.MemberLeft, Room: room, Author: author, User: user})
 }
 
+// sent adds a message.sent with the ID "e<seq>", as every other event gets.
 func (l *eventLog) sent(room, author, text string) chat.Event {
-	return l.add(chat.Event{Type: chat.MessageSent, Room: room, Author: author, Text: text})
+	return l.Add(chat.Event{Type: chat.MessageSent, Room: room, Author: author, Text: text, ID: fmt.Sprintf("e%d", l.Seq()+1)})
 }
 
 func (l *eventLog) edit(room, author string, target uint64, text string) chat.Event {
-	return l.add(chat.Event{Type: chat.MessageEdited, Room: room, Author: author, Target: target, Text: text})
+	return l.Add(chat.Event{Type: chat.MessageEdited, Room: room, Author: author, Target: target, Text: text})
 }
 
 func (l *eventLog) del(room, author string, target uint64) chat.Event {
-	return l.add(chat.Event{Type: chat.MessageDeleted, Room: room, Author: author, Target: target})
+	return l.Add(chat.Event{Type: chat.MessageDeleted, Room: room, Author: author, Target: target})
 }
 
 func (l *eventLog) react(room, author string, target uint64, emoji string) chat.Event {
-	return l.add(chat.Event{Type: chat.ReactionAdded, Room: room, Author: author, Target: target, Emoji: emoji})
+	return l.Add(chat.Event{Type: chat.ReactionAdded, Room: room, Author: author, Target: target, Emoji: emoji})
 }
 
 func (l *eventLog) read(room, author string, target uint64) chat.Event {
-	return l.add(chat.Event{Type: chat.ReadMoved, Room: room, Author: author, Target: target})
+	return l.Add(chat.Event{Type: chat.ReadMoved, Room: room, Author: author, Target: target})
 }
 
 // preview is the preview a message.sent event makes (short texts only).
@@ -527,12 +441,11 @@ func preview(e chat.Event) *rooms.Preview {
 	return &rooms.Preview{Seq: e.Seq, Author: e.Author, Text: e.Text, Time: e.Time}
 }
 
-func apply(t *testing.T, s rooms.Store, events []chat.Event) {
-	t.Helper()
-	if err := s.Apply(context.Background(), events); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
-}
+// apply and position are projectiontest's, shared by every read model's suite.
+var (
+	apply    = projectiontest.Apply
+	position = projectiontest.Position
+)
 
 func get(t *testing.T, s rooms.Store, id string) rooms.Room {
 	t.Helper()
@@ -567,18 +480,6 @@ func dump(t *testing.T, s rooms.Store) rooms.Snapshot {
 		t.Fatalf("dump: %v", err)
 	}
 	return snap
-}
-
-func position(t *testing.T, s rooms.Store, want uint64) uint64 {
-	t.Helper()
-	got, err := s.Position(context.Background())
-	if err != nil {
-		t.Fatalf("position: %v", err)
-	}
-	if got != want {
-		t.Fatalf("position %d, want %d", got, want)
-	}
-	return got
 }
 
 func roomIDs(rs []rooms.Room) []string {
