@@ -120,3 +120,23 @@ func Drop(ctx context.Context, colls ...*mongo.Collection) error {
 	}
 	return nil
 }
+
+// Upsert is the idempotent write every adapter makes: replace the document
+// with id by doc, inserting it if absent.
+func Upsert(id, doc any) mongo.WriteModel {
+	return mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(doc).SetUpsert(true)
+}
+
+// Delete removes the document with id (nothing if absent).
+func Delete(id any) mongo.WriteModel {
+	return mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: id}})
+}
+
+// Write runs models as one ordered bulk write; none is a no-op.
+func Write(ctx context.Context, coll *mongo.Collection, models []mongo.WriteModel) error {
+	if len(models) == 0 {
+		return nil
+	}
+	_, err := coll.BulkWrite(ctx, models)
+	return err
+}

@@ -137,16 +137,13 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) error {
 	if b.Position == pos {
 		return nil
 	}
-	if len(b.Messages) > 0 {
-		models := make([]mongo.WriteModel, 0, len(b.Messages))
-		for _, m := range b.Messages {
-			d := toDoc(m)
-			models = append(models, mongo.NewReplaceOneModel().
-				SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetReplacement(d).SetUpsert(true))
-		}
-		if _, err := s.messages.BulkWrite(ctx, models); err != nil {
-			return fmt.Errorf("apply history: write messages: %w", err)
-		}
+	models := make([]mongo.WriteModel, 0, len(b.Messages))
+	for _, m := range b.Messages {
+		d := toDoc(m)
+		models = append(models, mongostore.Upsert(d.ID, d))
+	}
+	if err := mongostore.Write(ctx, s.messages, models); err != nil {
+		return fmt.Errorf("apply history: write messages: %w", err)
 	}
 	if err := s.position.Set(ctx, b.Position); err != nil {
 		return fmt.Errorf("apply history: write position: %w", err)

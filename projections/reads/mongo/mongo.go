@@ -113,27 +113,23 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) error {
 	var mk, msg []mongo.WriteModel
 	for _, m := range b.Markers {
 		d := markerDoc{ID: markerID(m.Room, m.User), Room: m.Room, User: m.User, Read: int64(m.Read)}
-		mk = append(mk, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetReplacement(d).SetUpsert(true))
+		mk = append(mk, mongostore.Upsert(d.ID, d))
 	}
 	for _, k := range b.Removed {
-		mk = append(mk, mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: markerID(k.Room, k.User)}}))
+		mk = append(mk, mongostore.Delete(markerID(k.Room, k.User)))
 	}
 	for _, m := range b.Messages {
 		d := messageDoc{ID: messageID(m.Room, m.Seq), Room: m.Room, Seq: int64(m.Seq), Author: m.Author}
-		msg = append(msg, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetReplacement(d).SetUpsert(true))
+		msg = append(msg, mongostore.Upsert(d.ID, d))
 	}
 	for _, k := range b.Deleted {
-		msg = append(msg, mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: messageID(k.Room, k.Seq)}}))
+		msg = append(msg, mongostore.Delete(messageID(k.Room, k.Seq)))
 	}
-	if len(msg) > 0 {
-		if _, err := s.messages.BulkWrite(ctx, msg); err != nil {
-			return fmt.Errorf("apply reads: write messages: %w", err)
-		}
+	if err := mongostore.Write(ctx, s.messages, msg); err != nil {
+		return fmt.Errorf("apply reads: write messages: %w", err)
 	}
-	if len(mk) > 0 {
-		if _, err := s.markers.BulkWrite(ctx, mk); err != nil {
-			return fmt.Errorf("apply reads: write markers: %w", err)
-		}
+	if err := mongostore.Write(ctx, s.markers, mk); err != nil {
+		return fmt.Errorf("apply reads: write markers: %w", err)
 	}
 	if err := s.position.Set(ctx, b.Position); err != nil {
 		return fmt.Errorf("apply reads: write position: %w", err)

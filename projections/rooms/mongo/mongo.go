@@ -169,30 +169,24 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) error {
 	if b.Position == pos {
 		return nil
 	}
-	if len(b.Joined)+len(b.Left) > 0 {
-		models := make([]mongo.WriteModel, 0, len(b.Joined)+len(b.Left))
-		for _, m := range b.Joined {
-			d := memberDoc{ID: memberID(m), Room: m.Room, User: m.User}
-			models = append(models, mongo.NewReplaceOneModel().
-				SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetReplacement(d).SetUpsert(true))
-		}
-		for _, m := range b.Left {
-			models = append(models, mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: memberID(m)}}))
-		}
-		if _, err := s.members.BulkWrite(ctx, models); err != nil {
-			return fmt.Errorf("apply rooms: write members: %w", err)
-		}
+	members := make([]mongo.WriteModel, 0, len(b.Joined)+len(b.Left))
+	for _, m := range b.Joined {
+		d := memberDoc{ID: memberID(m), Room: m.Room, User: m.User}
+		members = append(members, mongostore.Upsert(d.ID, d))
 	}
-	if len(b.Rooms) > 0 {
-		models := make([]mongo.WriteModel, 0, len(b.Rooms))
-		for _, r := range b.Rooms {
-			d := toDoc(r)
-			models = append(models, mongo.NewReplaceOneModel().
-				SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetReplacement(d).SetUpsert(true))
-		}
-		if _, err := s.rooms.BulkWrite(ctx, models); err != nil {
-			return fmt.Errorf("apply rooms: write rooms: %w", err)
-		}
+	for _, m := range b.Left {
+		members = append(members, mongostore.Delete(memberID(m)))
+	}
+	if err := mongostore.Write(ctx, s.members, members); err != nil {
+		return fmt.Errorf("apply rooms: write members: %w", err)
+	}
+	rs := make([]mongo.WriteModel, 0, len(b.Rooms))
+	for _, r := range b.Rooms {
+		d := toDoc(r)
+		rs = append(rs, mongostore.Upsert(d.ID, d))
+	}
+	if err := mongostore.Write(ctx, s.rooms, rs); err != nil {
+		return fmt.Errorf("apply rooms: write rooms: %w", err)
 	}
 	if err := s.position.Set(ctx, b.Position); err != nil {
 		return fmt.Errorf("apply rooms: write position: %w", err)
