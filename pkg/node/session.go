@@ -418,9 +418,10 @@ const joinWait = 10 * time.Second
 func (s *Session) awaitJoin(room string) bool {
 	s.mu.Lock()
 	sub := s.rooms[room]
+	active := sub != nil && sub.active
 	s.mu.Unlock()
-	if sub == nil {
-		return false
+	if sub == nil || active {
+		return active // the common case: no timer on every send
 	}
 	t := time.NewTimer(joinWait)
 	defer t.Stop()
