@@ -23,16 +23,10 @@ type conn struct {
 	pingInterval time.Duration
 	noPong       int // close code when a ping goes unanswered
 	pinger       *time.Timer
+	out          *outbound // the socket under the library's writer: gathers a message into one write
 
-	// Writes share one context, cancelled by the stall timer when a write
-	// takes longer than writeTimeout (the connection is then closed): a
-	// timer reset per write is cheaper than a context with a deadline.
 	writeDelay    time.Duration // least time between two writes at first; see Config.WriteDelay
 	maxWriteDelay time.Duration // how far the delay grows while frames pile up
-
-	wctx    context.Context
-	wcancel context.CancelFunc
-	stall   *time.Timer
 
 	mu      sync.Mutex
 	queue   [][]byte
@@ -47,16 +41,29 @@ type conn struct {
 	isDone  bool
 }
 
-func newConn(ws *websocket.Conn, limit int, writeTimeout, pingInterval time.Duration, noPong int) *conn {
+func newConn(ws *websocket.Conn, out *outbound, limit int, writeTimeout, pingInterval time.Duration, noPong int) *conn {
 	c := &conn{
-		ws: ws, limit: limit, writeTimeout: writeTimeout, pingInterval: pingInterval, noPong: noPong,
+		ws: ws, out: out, limit: limit, writeTimeout: writeTimeout, pingInterval: pingInterval, noPong: noPong,
 		space: make(chan struct{}), closed: make(chan struct{}), wake: make(chan struct{}, 1), flushed: make(chan struct{}, 1),
 	}
 	c.pinger = time.AfterFunc(pingInterval, c.ping)
-	c.wctx, c.wcancel = context.WithCancel(context.Background())
-	c.stall = time.AfterFunc(time.Hour, c.wcancel)
-	c.stall.Stop()
 	return c
+}
+
+// writeMessage writes one message, gathered into one write call when the
+// connection has an outbound. It takes the background context: a write that
+// stalls is ended by the writer's stall timer, which closes the connection
+// (a context would cost an allocation and a registration per write).
+func (c *conn) writeMessage(ctx context.Context, msg []byte) error {
+	if c.out == nil {
+		return c.ws.Write(ctx, websocket.MessageText, msg)
+	}
+	c.out.begin()
+	err := c.ws.Write(ctx, websocket.MessageText, msg)
+	if err2 := c.out.end(); err == nil {
+		err = err2
+	}
+	return err
 }
 
 // Send queues a frame without blocking; false when the queue is full. A
@@ -178,6 +185,11 @@ func (c *conn) take(buf []byte) ([]byte, int) {
 func (c *conn) write() {
 	var buf []byte // kept while this writer runs (at most maxBatch), freed when it ends
 	var idle *time.Timer
+	// The stall timer closes the connection when a write takes longer than
+	// writeTimeout: one per writer run, reset per write.
+	stall := time.AfterFunc(time.Hour, func() { _ = c.ws.CloseNow() })
+	stall.Stop()
+	defer stall.Stop()
 	var last time.Time // when this writer last wrote
 	delay := c.writeDelay
 	for {
@@ -222,19 +234,17 @@ func (c *conn) write() {
 		c.mu.Unlock()
 		if done {
 			c.pinger.Stop()
-			c.stall.Stop()
-			defer c.wcancel()
 			if len(buf) > 0 {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				_ = c.ws.Write(ctx, websocket.MessageText, buf)
+				_ = c.writeMessage(ctx, buf)
 				cancel()
 			}
 			_ = c.ws.Close(c.code, c.reason)
 			return
 		}
-		c.stall.Reset(c.writeTimeout)
-		err := c.ws.Write(c.wctx, websocket.MessageText, buf)
-		c.stall.Stop()
+		stall.Reset(c.writeTimeout)
+		err := c.writeMessage(context.Background(), buf)
+		stall.Stop()
 		last = time.Now()
 		// Adapt the delay: frames piling up between writes (a busy room)
 		// double it, up to maxWriteDelay, so each write carries more; a
@@ -249,7 +259,6 @@ func (c *conn) write() {
 		if err != nil {
 			c.Close(int(websocket.StatusGoingAway), "write failed")
 			c.pinger.Stop()
-			c.wcancel()
 			_ = c.ws.CloseNow()
 			return
 		}

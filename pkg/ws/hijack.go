@@ -2,27 +2,31 @@ package ws
 
 import (
 	"bufio"
-	"bytes"
-	"io"
 	"net"
 	"net/http"
+	"syscall"
 )
 
-// connBufferSize sizes the read and write buffers of an upgraded connection.
-// net/http hands a hijacked connection 4 KiB buffers each way, kept for the
-// connection's life; most frames are far smaller, and the writer packs
-// frames into one message that a small buffer passes straight through.
-const connBufferSize = 1 << 10
+// hijacker is a ResponseWriter whose Hijack returns the connection with
+// 16-byte bufio buffers over an inbound (which holds any bytes net/http had
+// read ahead) and an outbound: net/http hands a hijacked connection 4 KiB
+// buffers each way, kept for the connection's life, where these hold a
+// buffer only while they have bytes in flight.
+//
+// coder/websocket resets the reader it is given to read the socket directly,
+// so after the upgrade the server points it back at the inbound (adopt).
+type hijacker struct {
+	http.ResponseWriter
+	in  *inbound
+	br  *bufio.Reader
+	out *outbound
+	raw syscall.RawConn // nil when the connection cannot be polled (not a socket)
+}
 
-// smallBuffers is a ResponseWriter whose Hijack returns the connection with
-// connBufferSize buffers (holding any bytes net/http had read ahead), so an
-// idle WebSocket keeps 2 KiB of buffers instead of 8.
-type smallBuffers struct{ http.ResponseWriter }
+func (h *hijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
-func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -30,17 +34,19 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		_ = conn.Close()
 		return nil, nil, err
 	}
-	br := bufio.NewReaderSize(conn, connBufferSize)
-	if n := brw.Reader.Buffered(); n > 0 {
-		// Bytes the client sent right after its request: they must be in
-		// the new reader's buffer, where the WebSocket library looks for
-		// them (it then reads the connection itself).
-		ahead, _ := brw.Reader.Peek(n)
-		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(ahead)), conn), max(connBufferSize, n))
-		if _, err := br.Peek(n); err != nil {
-			_ = conn.Close()
-			return nil, nil, err
+	// Bytes the client sent right after its request are in net/http's
+	// reader: the inbound passes them on first.
+	ahead, _ := brw.Reader.Peek(brw.Reader.Buffered())
+	h.in = newInbound(conn, ahead)
+	h.br = bufio.NewReaderSize(h.in, 16)
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			h.raw = raw
 		}
 	}
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, connBufferSize)), nil
+	h.out = &outbound{dst: conn}
+	return conn, bufio.NewReadWriter(h.br, bufio.NewWriterSize(h.out, 16)), nil
 }
+
+// adopt points the library's reader back at the inbound, after Accept.
+func (h *hijacker) adopt() { h.br.Reset(h.in) }

@@ -19,7 +19,7 @@ type metric struct {
 	value *atomic.Int64
 }
 
-func newCollector(n *node.Node) *collector {
+func newCollector(n *node.Node, idle *atomic.Int64) *collector {
 	st := &n.Stats
 	m := func(name, help string, kind prometheus.ValueType, v *atomic.Int64) metric {
 		return metric{prometheus.NewDesc("jetchat_"+name, help, nil, prometheus.Labels{"node": n.ID()}), kind, v}
@@ -27,6 +27,7 @@ func newCollector(n *node.Node) *collector {
 	g, c := prometheus.GaugeValue, prometheus.CounterValue
 	return &collector{n: n, descs: []metric{
 		m("sessions", "Open WebSocket sessions.", g, &st.Sessions),
+		m("idle_connections", "Sessions with no goroutine serving them: waiting for the client's next bytes.", g, idle),
 		m("rooms", "Rooms with clients on this node.", g, &st.Rooms),
 		m("delivered_total", "Live event frames queued to clients.", c, &st.Delivered),
 		m("replayed_total", "Replayed event frames queued to clients.", c, &st.Replayed),

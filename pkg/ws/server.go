@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -78,6 +80,7 @@ type Server struct {
 	tokens *auth.Tokens
 	logger *slog.Logger
 	echo   *echo.Echo
+	idle   atomic.Int64 // connections whose reader waits in idle
 }
 
 // New returns the HTTP handler of a node.
@@ -96,7 +99,7 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), newCollector(n))
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), newCollector(n, &s.idle))
 	reg.MustRegister(cfg.Collectors...)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	e.GET("/ws", s.serveWS)
@@ -159,46 +162,93 @@ func (s *Server) ready(c echo.Context) error {
 // own: the handler's goroutine returns, and with it the stack that serving
 // the HTTP request grew (a long-lived reader would keep it).
 func (s *Server) serveWS(c echo.Context) error {
-	ws, err := websocket.Accept(smallBuffers{c.Response()}, c.Request(), &websocket.AcceptOptions{
+	h := &hijacker{ResponseWriter: c.Response()}
+	ws, err := websocket.Accept(h, c.Request(), &websocket.AcceptOptions{
 		OriginPatterns: s.cfg.AllowedOrigins,
 	})
 	if err != nil {
 		return nil // Accept has answered (403 for a foreign Origin, 426 for a plain GET)
 	}
-	go s.run(ws)
+	h.adopt()
+	r := &reader{s: s, ws: ws, in: h.in, out: h.out}
+	if canWaitIdle {
+		r.raw = h.raw
+	}
+	go r.run()
 	return nil
 }
 
-func (s *Server) run(ws *websocket.Conn) {
-	ws.SetReadLimit(chat.MaxFrameBytes)
-	cn := newConn(ws, s.cfg.QueueSize, s.cfg.WriteTimeout, s.cfg.PingInterval, chat.CloseNoPong)
-	cn.writeDelay, cn.maxWriteDelay = s.cfg.WriteDelay, s.cfg.MaxWriteDelay
-	defer cn.Close(int(websocket.StatusNormalClosure), "")
+// reader reads one connection's frames and serves them. While the
+// connection is idle no goroutine of it sits in the WebSocket library: the
+// reader hands over to a goroutine that only waits for the socket to become
+// readable (on a stack of its own, a few hundred bytes deep), which then
+// serves what arrived and hands over again. An idle connection thus costs
+// one small stack instead of one that reading and serving frames grew.
+type reader struct {
+	s    *Server
+	ws   *websocket.Conn
+	cn   *conn
+	sess *node.Session
+	in   *inbound
+	out  *outbound       // the library's writer writes to it
+	raw  syscall.RawConn // nil: no handover, the reader blocks in the library
+}
 
-	sess, ok := s.hello(cn)
+func (r *reader) run() {
+	r.ws.SetReadLimit(chat.MaxFrameBytes)
+	r.cn = newConn(r.ws, r.out, r.s.cfg.QueueSize, r.s.cfg.WriteTimeout, r.s.cfg.PingInterval, chat.CloseNoPong)
+	r.cn.writeDelay, r.cn.maxWriteDelay = r.s.cfg.WriteDelay, r.s.cfg.MaxWriteDelay
+	sess, ok := r.s.hello(r.cn)
 	if !ok {
+		r.cn.Close(int(websocket.StatusNormalClosure), "")
 		return
 	}
-	defer sess.Close()
+	r.sess = sess
+	r.serve()
+}
+
+// serve reads and serves frames until no byte is waiting, then hands over
+// to idle, or until the connection ends.
+func (r *reader) serve() {
 	ctx := context.Background()
 	for {
-		typ, data, err := ws.Read(ctx)
+		typ, data, err := r.ws.Read(ctx)
 		if err != nil {
-			return // closed by the peer, the writer, or over the read limit (1009)
+			// Closed by the peer, the writer, or over the read limit (1009).
+			r.sess.Close()
+			r.cn.Close(int(websocket.StatusNormalClosure), "")
+			return
 		}
-		if typ != websocket.MessageText {
-			sess.Reject(chat.Errorf(chat.ErrBadRequest, "binary frames are not supported: send JSON text"))
-			continue
+		switch {
+		case typ == websocket.MessageBinary && len(data) == 0 && r.in.markers.Load() > 0:
+			r.in.markers.Add(-1) // a ping or pong went by
+		case typ != websocket.MessageText:
+			r.sess.Reject(chat.Errorf(chat.ErrBadRequest, "binary frames are not supported: send JSON text"))
+		default:
+			f, err := chat.DecodeClientFrame(data)
+			if err != nil {
+				r.sess.Reject(err)
+				break
+			}
+			if !r.s.handle(ctx, r.sess, r.cn, f) {
+				r.sess.Close()
+				return
+			}
 		}
-		f, err := chat.DecodeClientFrame(data)
-		if err != nil {
-			sess.Reject(err)
-			continue
-		}
-		if !s.handle(ctx, sess, cn, f) {
+		if r.raw != nil && !r.in.pending.Load() {
+			go r.idle()
 			return
 		}
 	}
+}
+
+// idle waits for the socket to become readable, then serves. An error (the
+// connection closed) is left for serve's Read to report.
+func (r *reader) idle() {
+	r.s.idle.Add(1)
+	_ = waitReadable(r.raw)
+	r.s.idle.Add(-1)
+	r.serve()
 }
 
 // handle serves one frame. A panic is a bug: it is logged, the connection is

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jetchat/jetchat/pkg/chat"
+)
+
+// TestIdleConnectionsParkAndAnswerPings checks that an idle connection has
+// no goroutine serving it (jetchat_idle_connections) through several pings,
+// that it is served again when its client sends, and that a client that
+// stops answering pings is still closed with 4004.
+func TestIdleConnectionsParkAndAnswerPings(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "", "", "--ping-interval", "300ms")
+	owner := dial(t, n, "owner")
+	create(t, owner, "idle", false)
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := owner.Join(ctx, "idle"); err != nil {
+		t.Fatal(err)
+	}
+	go discard(owner)
+
+	const conns = 20
+	rcs := make([]*rawConn, conns)
+	for i := range rcs {
+		rcs[i] = helloRaw(t, n, fmt.Sprint("idler", i))
+		rcs[i].send(`{"type":"join","ref":"j","room":"idle"}`)
+		rcs[i].until(chat.FrameJoined)
+	}
+	silent := helloRaw(t, n, "silent") // reads nothing, so it answers no ping
+
+	var received atomic.Int64
+	closed := make(chan error, conns)
+	for _, rc := range rcs {
+		go func() { // reading answers the server's pings
+			for {
+				_, data, err := rc.ws.Read(context.Background())
+				if err != nil {
+					closed <- err
+					return
+				}
+				received.Add(int64(bytes.Count(data, []byte(`"still here"`))))
+			}
+		}()
+	}
+	waitIdle := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for metric(t, n, "jetchat_idle_connections") < conns {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d idle connections, want at least %d", what, metric(t, n, "jetchat_idle_connections"), conns)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitIdle("after joining")
+	time.Sleep(1500 * time.Millisecond) // five pings, each answered
+	select {
+	case err := <-closed:
+		t.Fatalf("an answering client was closed: %v", err)
+	default:
+	}
+	waitIdle("after five pings")
+
+	if _, err := owner.Send(ctx, "idle", "still here"); err != nil {
+		t.Fatal(err)
+	}
+	for received.Load() < conns {
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d idle clients got the message", received.Load(), conns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rcs[0].send(`{"type":"send","ref":"s","room":"idle","id":"from-idle","text":"from an idle one"}`)
+	if got := metric(t, n, "jetchat_sessions"); got != conns+2 {
+		t.Errorf("%d sessions, want %d", got, conns+2)
+	}
+	waitIdle("after sending")
+	countMessages(t, n, "idle", "from-idle", 1)
+
+	_, _, err := silent.ws.Read(ctx)
+	if code := closeCode(err); code != chat.CloseNoPong {
+		t.Fatalf("a client that answers no ping: %v (code %d), want code %d", err, code, chat.CloseNoPong)
+	}
+}
