@@ -30,11 +30,13 @@ type conn struct {
 
 	mu      sync.Mutex
 	queue   [][]byte
-	writing bool          // a writer goroutine runs (or the connection is closed)
+	writing bool // a writer goroutine runs (or the connection is closed)
+	// The writer's signals exist while a writer runs (nil otherwise), so
+	// that an idle connection holds none.
 	wake    chan struct{} // one token: frames arrived while the writer lingers
 	urgent  bool          // a queued frame must not wait for the write delay
 	flushed chan struct{} // one token: urgent was set while the writer waits
-	space   chan struct{} // closed and replaced when the writer takes frames
+	space   chan struct{} // made by a SendWait that waits; closed when the writer takes frames
 	closed  chan struct{}
 	code    websocket.StatusCode
 	reason  string
@@ -44,7 +46,7 @@ type conn struct {
 func newConn(ws *websocket.Conn, out *outbound, limit int, writeTimeout, pingInterval time.Duration, noPong int) *conn {
 	c := &conn{
 		ws: ws, out: out, limit: limit, writeTimeout: writeTimeout, pingInterval: pingInterval, noPong: noPong,
-		space: make(chan struct{}), closed: make(chan struct{}), wake: make(chan struct{}, 1), flushed: make(chan struct{}, 1),
+		closed: make(chan struct{}),
 	}
 	c.pinger = time.AfterFunc(pingInterval, c.ping)
 	return c
@@ -87,7 +89,8 @@ func (c *conn) Send(frame []byte) bool {
 func (c *conn) kick() {
 	if !c.writing {
 		c.writing = true
-		go c.write()
+		c.wake, c.flushed = make(chan struct{}, 1), make(chan struct{}, 1)
+		go c.write(c.wake, c.flushed)
 		return
 	}
 	select {
@@ -116,6 +119,9 @@ func (c *conn) SendWait(ctx context.Context, frame []byte) error {
 			c.mu.Unlock()
 			return nil
 		}
+		if c.space == nil {
+			c.space = make(chan struct{})
+		}
 		space := c.space
 		c.mu.Unlock()
 		select {
@@ -132,10 +138,10 @@ func (c *conn) SendWait(ctx context.Context, frame []byte) error {
 // delay.
 func (c *conn) Flush() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.urgent = true
-	c.mu.Unlock()
 	select {
-	case c.flushed <- struct{}{}:
+	case c.flushed <- struct{}{}: // no-op when no writer runs (nil)
 	default:
 	}
 }
@@ -171,9 +177,9 @@ func (c *conn) take(buf []byte) ([]byte, int) {
 	if len(c.queue) == 0 {
 		c.queue = nil // release the backing array
 	}
-	if n > 0 {
+	if n > 0 && c.space != nil {
 		close(c.space)
-		c.space = make(chan struct{})
+		c.space = nil
 	}
 	return buf, n
 }
@@ -182,7 +188,7 @@ func (c *conn) take(buf []byte) ([]byte, int) {
 // empty. After Close it flushes what was queued before it (an error frame
 // that explains the close), briefly, then closes the connection; the
 // connection then never starts another writer.
-func (c *conn) write() {
+func (c *conn) write(wake, flushed <-chan struct{}) {
 	var buf []byte // kept while this writer runs (at most maxBatch), freed when it ends
 	var idle *time.Timer
 	// The stall timer closes the connection when a write takes longer than
@@ -200,7 +206,7 @@ func (c *conn) write() {
 			if !urgent {
 				select { // let frames gather, unless a reply or a close is queued
 				case <-time.After(wait):
-				case <-c.flushed:
+				case <-flushed:
 				case <-c.closed:
 				}
 			}
@@ -218,7 +224,7 @@ func (c *conn) write() {
 				idle.Reset(linger)
 			}
 			select {
-			case <-c.wake:
+			case <-wake:
 				continue
 			case <-idle.C:
 			}
@@ -228,6 +234,7 @@ func (c *conn) write() {
 				continue
 			}
 			c.writing = false
+			c.wake, c.flushed = nil, nil
 			c.mu.Unlock()
 			return
 		}
