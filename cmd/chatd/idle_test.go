@@ -13,8 +13,9 @@ import (
 
 // TestIdleConnectionsParkAndAnswerPings checks that an idle connection has
 // no goroutine serving it (jetchat_idle_connections) through several pings,
-// that it is served again when its client sends, and that a client that
-// stops answering pings is still closed with 4004.
+// that it is served again when its client sends, that a client that stops
+// answering pings is still closed with 4004, and that the session of an idle
+// connection ends when either side closes it.
 func TestIdleConnectionsParkAndAnswerPings(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, "", "", "--ping-interval", "300ms")
@@ -84,6 +85,17 @@ func TestIdleConnectionsParkAndAnswerPings(t *testing.T) {
 	waitIdle("after sending")
 	countMessages(t, n, "idle", "from-idle", 1)
 
+	// Sessions of idle connections end whichever side closes: the silent
+	// one is closed by the node (which waits 5 s for a close frame the
+	// silent client never sends, then drops the socket: no byte arrives
+	// to wake its reader), this one drops its socket.
+	_ = rcs[1].ws.CloseNow()
+	for metric(t, n, "jetchat_sessions") != conns {
+		if ctx.Err() != nil {
+			t.Fatalf("%d sessions after two idle connections closed, want %d", metric(t, n, "jetchat_sessions"), conns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	_, _, err := silent.ws.Read(ctx)
 	if code := closeCode(err); code != chat.CloseNoPong {
 		t.Fatalf("a client that answers no ping: %v (code %d), want code %d", err, code, chat.CloseNoPong)

@@ -346,6 +346,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	go func() {
 		_ = httpSrv.Shutdown(sctx) // hijacked WebSockets are not waited for here
 		n.Shutdown(chat.CloseShutdown, "node shutting down: reconnect elsewhere")
+		srv.Close()
 		_ = nc.Drain()
 		close(done)
 	}()

@@ -24,6 +24,7 @@ type conn struct {
 	noPong       int // close code when a ping goes unanswered
 	pinger       *time.Timer
 	out          *outbound // the socket under the library's writer: gathers a message into one write
+	onClosed     func()    // called once the writer has closed the connection
 
 	writeDelay    time.Duration // least time between two writes at first; see Config.WriteDelay
 	maxWriteDelay time.Duration // how far the delay grows while frames pile up
@@ -247,6 +248,7 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 				cancel()
 			}
 			_ = c.ws.Close(c.code, c.reason)
+			c.closedDown()
 			return
 		}
 		stall.Reset(c.writeTimeout)
@@ -267,8 +269,17 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 			c.Close(int(websocket.StatusGoingAway), "write failed")
 			c.pinger.Stop()
 			_ = c.ws.CloseNow()
+			c.closedDown()
 			return
 		}
+	}
+}
+
+// closedDown tells the reader that the connection is closed: an idle one has
+// no goroutine that would notice.
+func (c *conn) closedDown() {
+	if c.onClosed != nil {
+		c.onClosed()
 	}
 }
 

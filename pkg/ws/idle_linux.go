@@ -1,20 +1,135 @@
 package ws
 
 import (
+	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
-	"unsafe"
 )
 
-// waitReadable blocks until the socket has bytes to read, or is closed or
-// broken, without reading anything: the Go poller parks the goroutine, whose
-// stack stays as small as this call chain.
-func waitReadable(raw syscall.RawConn) error {
-	var b [1]byte
-	return raw.Read(func(fd uintptr) bool {
-		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
-			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		return errno != syscall.EAGAIN
-	})
+// idler holds the readers of idle connections: no goroutine each, but the
+// connection's socket in an epoll set of the server's, armed for one event
+// (EPOLLONESHOT). One goroutine waits on that set, through the Go poller
+// (the epoll descriptor is itself pollable), and starts a reader's serve
+// when its socket becomes readable, hangs up or fails.
+//
+// The Go runtime keeps the socket in its own epoll set as well; the two do
+// not interfere. A closed socket leaves the set by itself, without an event,
+// so a connection closed from this side wakes its reader with wake.
+type idler struct {
+	epfd int
+	file *os.File // epfd, for the Go poller
+	raw  syscall.RawConn
+
+	mu     sync.Mutex
+	parked map[uint64]*reader
+	nextID uint64
+	count  atomic.Int64
 }
 
-const canWaitIdle = true
+func newIdler() *idler {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		_ = syscall.Close(fd)
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), "epoll")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		_ = f.Close()
+		return nil
+	}
+	p := &idler{epfd: fd, file: f, raw: raw, parked: make(map[uint64]*reader)}
+	go p.loop()
+	return p
+}
+
+// park puts r's connection in the set; false if it cannot be (the reader
+// then keeps reading in the library).
+func (p *idler) park(r *reader) bool {
+	p.mu.Lock()
+	if r.idleID == 0 {
+		p.nextID++
+		r.idleID = p.nextID
+	}
+	p.parked[r.idleID] = r
+	p.mu.Unlock()
+	p.count.Add(1)
+	ev := syscall.EpollEvent{
+		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
+		Fd:     int32(uint32(r.idleID)), Pad: int32(uint32(r.idleID >> 32)),
+	}
+	op := syscall.EPOLL_CTL_MOD
+	if !r.registered {
+		// Set before the socket is armed: once it is, its event may
+		// start serve (and park again) on another goroutine.
+		op, r.registered = syscall.EPOLL_CTL_ADD, true
+	}
+	var err error
+	cerr := r.raw.Control(func(fd uintptr) {
+		err = syscall.EpollCtl(p.epfd, op, int(fd), &ev)
+	})
+	if err == nil && cerr == nil {
+		return true
+	}
+	p.unpark(r)
+	return false
+}
+
+// unpark takes r out of the set's map; false if it was not parked.
+func (p *idler) unpark(r *reader) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.idleID == 0 || p.parked[r.idleID] != r {
+		return false
+	}
+	delete(p.parked, r.idleID)
+	p.count.Add(-1)
+	return true
+}
+
+// wake serves r now if it is parked: its connection was closed here.
+func (p *idler) wake(r *reader) {
+	if p.unpark(r) {
+		go r.serve()
+	}
+}
+
+func (p *idler) loop() {
+	events := make([]syscall.EpollEvent, 128)
+	for {
+		var n int
+		var werr error
+		err := p.raw.Read(func(fd uintptr) bool {
+			n, werr = syscall.EpollWait(int(fd), events, 0)
+			if werr == syscall.EINTR {
+				n, werr = 0, nil
+			}
+			return n > 0 || werr != nil
+		})
+		if err != nil || werr != nil {
+			return // closed
+		}
+		for _, ev := range events[:n] {
+			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			p.mu.Lock()
+			r := p.parked[id]
+			if r != nil {
+				delete(p.parked, id)
+				p.count.Add(-1)
+			}
+			p.mu.Unlock()
+			if r != nil {
+				go r.serve()
+			}
+		}
+	}
+}
+
+// close stops the loop. Parked readers stay until their connections close.
+func (p *idler) close() { _ = p.file.Close() }
+
+func (p *idler) idle() int64 { return p.count.Load() }

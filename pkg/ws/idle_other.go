@@ -2,10 +2,12 @@
 
 package ws
 
-import "syscall"
+// idler is Linux-only (epoll): elsewhere a connection's reader stays
+// blocked in the WebSocket library while the connection is idle.
+type idler struct{}
 
-// waitReadable is not implemented here: a connection's reader stays blocked
-// in the WebSocket library while the connection is idle.
-func waitReadable(syscall.RawConn) error { return nil }
-
-const canWaitIdle = false
+func newIdler() *idler             { return nil }
+func (p *idler) park(*reader) bool { return false }
+func (p *idler) wake(*reader)      {}
+func (p *idler) close()            {}
+func (p *idler) idle() int64       { return 0 }

@@ -83,7 +83,13 @@ func (in *inbound) Read(p []byte) (n int, err error) {
 			break
 		}
 		if err := in.fill(); err != nil {
-			return 0, err
+			if in.r == in.w {
+				return 0, err
+			}
+			// The socket ended inside a header: pass on what came, for
+			// the library to report.
+			in.frameLeft, in.control = int64(in.w-in.r), false
+			break
 		}
 	}
 	if in.r == in.w {

@@ -276,3 +276,24 @@ func TestInboundThroughLibrary(t *testing.T) {
 	for range reads {
 	}
 }
+
+// FuzzInbound feeds arbitrary bytes, as a hostile client may send: the
+// inbound must neither panic nor lose or invent bytes (only markers).
+func FuzzInbound(f *testing.F) {
+	f.Add([]byte{0x89, 0xff}, 3)
+	f.Add(clientFrame(true, opPong, []byte("x")), 1)
+	f.Add(append([]byte{0x81, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, make([]byte, 40)...), 7)
+	f.Fuzz(func(t *testing.T, src []byte, chunk int) {
+		in := newInbound(&chunky{r: bytes.NewReader(src), rng: rand.New(rand.NewPCG(uint64(chunk), 0))}, nil)
+		got, err := io.ReadAll(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if extra := len(got) - len(src); extra < 0 || extra%len(markerFrame) != 0 {
+			t.Fatalf("passed on %d bytes of %d", len(got), len(src))
+		}
+		if bytes.Equal(got, src) != (len(got) == len(src)) {
+			t.Fatalf("bytes changed")
+		}
+	})
+}

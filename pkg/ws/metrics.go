@@ -1,8 +1,6 @@
 package ws
 
 import (
-	"sync/atomic"
-
 	"github.com/jetchat/jetchat/pkg/node"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -16,30 +14,30 @@ type collector struct {
 type metric struct {
 	desc  *prometheus.Desc
 	kind  prometheus.ValueType
-	value *atomic.Int64
+	value func() int64
 }
 
-func newCollector(n *node.Node, idle *atomic.Int64) *collector {
+func newCollector(n *node.Node, idle func() int64) *collector {
 	st := &n.Stats
-	m := func(name, help string, kind prometheus.ValueType, v *atomic.Int64) metric {
+	m := func(name, help string, kind prometheus.ValueType, v func() int64) metric {
 		return metric{prometheus.NewDesc("jetchat_"+name, help, nil, prometheus.Labels{"node": n.ID()}), kind, v}
 	}
 	g, c := prometheus.GaugeValue, prometheus.CounterValue
 	return &collector{n: n, descs: []metric{
-		m("sessions", "Open WebSocket sessions.", g, &st.Sessions),
+		m("sessions", "Open WebSocket sessions.", g, st.Sessions.Load),
 		m("idle_connections", "Sessions with no goroutine serving them: waiting for the client's next bytes.", g, idle),
-		m("rooms", "Rooms with clients on this node.", g, &st.Rooms),
-		m("delivered_total", "Live event frames queued to clients.", c, &st.Delivered),
-		m("replayed_total", "Replayed event frames queued to clients.", c, &st.Replayed),
-		m("appended_total", "Events appended to the log.", c, &st.Appended),
-		m("duplicates_total", "Appends answered from the dedup window.", c, &st.Duplicates),
-		m("gaps_repaired_total", "Live-path gaps filled from the log.", c, &st.GapsRepaired),
-		m("tail_repairs_total", "Lost last events found by the tail check.", c, &st.TailRepairs),
-		m("invalid_events_total", "Undecodable events passed on as placeholders.", c, &st.InvalidEvents),
-		m("slow_closed_total", "Connections closed as slow readers.", c, &st.SlowClosed),
-		m("rate_limited_total", "Frames refused by the rate limit.", c, &st.RateLimited),
-		m("client_errors_total", "Error frames sent.", c, &st.ClientErrors),
-		m("internal_errors_total", "Internal errors.", c, &st.InternalErrors),
+		m("rooms", "Rooms with clients on this node.", g, st.Rooms.Load),
+		m("delivered_total", "Live event frames queued to clients.", c, st.Delivered.Load),
+		m("replayed_total", "Replayed event frames queued to clients.", c, st.Replayed.Load),
+		m("appended_total", "Events appended to the log.", c, st.Appended.Load),
+		m("duplicates_total", "Appends answered from the dedup window.", c, st.Duplicates.Load),
+		m("gaps_repaired_total", "Live-path gaps filled from the log.", c, st.GapsRepaired.Load),
+		m("tail_repairs_total", "Lost last events found by the tail check.", c, st.TailRepairs.Load),
+		m("invalid_events_total", "Undecodable events passed on as placeholders.", c, st.InvalidEvents.Load),
+		m("slow_closed_total", "Connections closed as slow readers.", c, st.SlowClosed.Load),
+		m("rate_limited_total", "Frames refused by the rate limit.", c, st.RateLimited.Load),
+		m("client_errors_total", "Error frames sent.", c, st.ClientErrors.Load),
+		m("internal_errors_total", "Internal errors.", c, st.InternalErrors.Load),
 	}}
 }
 
@@ -51,6 +49,6 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range c.descs {
-		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, float64(m.value.Load()))
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, float64(m.value()))
 	}
 }

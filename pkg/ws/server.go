@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -80,7 +79,7 @@ type Server struct {
 	tokens *auth.Tokens
 	logger *slog.Logger
 	echo   *echo.Echo
-	idle   atomic.Int64 // connections whose reader waits in idle
+	idler  *idler // nil: readers of idle connections stay in the library
 }
 
 // New returns the HTTP handler of a node.
@@ -89,7 +88,7 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, node: n, tokens: tokens, logger: logger}
+	s := &Server{cfg: cfg, node: n, tokens: tokens, logger: logger, idler: newIdler()}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.httpError
@@ -99,7 +98,7 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), newCollector(n, &s.idle))
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), newCollector(n, s.idler.idle))
 	reg.MustRegister(cfg.Collectors...)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	e.GET("/ws", s.serveWS)
@@ -130,6 +129,14 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 	}
 	s.echo = e
 	return s
+}
+
+// Close releases what the server holds beyond its connections (the idler's
+// epoll set). Call it after the node has closed its sessions.
+func (s *Server) Close() {
+	if s.idler != nil {
+		s.idler.close()
+	}
 }
 
 // Echo exposes the router so other packages (the web client) can mount routes.
@@ -170,20 +177,17 @@ func (s *Server) serveWS(c echo.Context) error {
 		return nil // Accept has answered (403 for a foreign Origin, 426 for a plain GET)
 	}
 	h.adopt()
-	r := &reader{s: s, ws: ws, in: h.in, out: h.out}
-	if canWaitIdle {
-		r.raw = h.raw
-	}
+	r := &reader{s: s, ws: ws, in: h.in, out: h.out, raw: h.raw}
 	go r.run()
 	return nil
 }
 
 // reader reads one connection's frames and serves them. While the
-// connection is idle no goroutine of it sits in the WebSocket library: the
-// reader hands over to a goroutine that only waits for the socket to become
-// readable (on a stack of its own, a few hundred bytes deep), which then
-// serves what arrived and hands over again. An idle connection thus costs
-// one small stack instead of one that reading and serving frames grew.
+// connection is idle it has no goroutine: once no byte is pending, serve
+// parks the reader in the server's idler and returns, and the idler starts
+// serve again when the socket has bytes (or is closed). An idle connection
+// thus costs no stack at all, where a goroutine blocked in the library
+// would keep the one that reading and serving frames grew.
 type reader struct {
 	s    *Server
 	ws   *websocket.Conn
@@ -191,20 +195,26 @@ type reader struct {
 	sess *node.Session
 	in   *inbound
 	out  *outbound       // the library's writer writes to it
-	raw  syscall.RawConn // nil: no handover, the reader blocks in the library
+	raw  syscall.RawConn // the socket, for the idler; nil: the reader never parks
+
+	idleID     uint64 // the idler's name for it; guarded by the idler
+	registered bool   // the socket is in the idler's epoll set
 }
 
 func (r *reader) run() {
 	r.ws.SetReadLimit(chat.MaxFrameBytes)
 	r.cn = newConn(r.ws, r.out, r.s.cfg.QueueSize, r.s.cfg.WriteTimeout, r.s.cfg.PingInterval, chat.CloseNoPong)
 	r.cn.writeDelay, r.cn.maxWriteDelay = r.s.cfg.WriteDelay, r.s.cfg.MaxWriteDelay
+	r.cn.onClosed = func() { r.s.idler.wake(r) }
 	sess, ok := r.s.hello(r.cn)
 	if !ok {
 		r.cn.Close(int(websocket.StatusNormalClosure), "")
 		return
 	}
 	r.sess = sess
-	r.serve()
+	if !r.park() {
+		r.serve()
+	}
 }
 
 // serve reads and serves frames until no byte is waiting, then hands over
@@ -235,20 +245,16 @@ func (r *reader) serve() {
 				return
 			}
 		}
-		if r.raw != nil && !r.in.pending.Load() {
-			go r.idle()
+		if r.park() {
 			return
 		}
 	}
 }
 
-// idle waits for the socket to become readable, then serves. An error (the
-// connection closed) is left for serve's Read to report.
-func (r *reader) idle() {
-	r.s.idle.Add(1)
-	_ = waitReadable(r.raw)
-	r.s.idle.Add(-1)
-	r.serve()
+// park hands the reader to the idler if no byte is pending; false if it
+// keeps reading.
+func (r *reader) park() bool {
+	return r.raw != nil && r.s.idler != nil && !r.in.pending.Load() && r.s.idler.park(r)
 }
 
 // handle serves one frame. A panic is a bug: it is logged, the connection is
