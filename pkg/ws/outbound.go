@@ -2,28 +2,35 @@ package ws
 
 import (
 	"io"
+	"net"
 	"sync"
 )
 
 // outbound is what the WebSocket library writes a connection to: the socket,
-// through a buffer that exists only while a message is being written.
+// with no buffer of its own between messages.
 //
 // The library writes a frame's header and payload through its bufio.Writer
 // and flushes at the end of the frame; given a 16-byte one, it passes most
-// of a message straight through in pieces. Between begin and end (the
-// writer's whole WriteMessage) outbound gathers the pieces and sends them in
-// one write call; outside (pings, pongs, the close frame, written by the
-// library from other goroutines) it passes them on at once. An idle
-// connection thus holds no write buffer.
+// of a message straight through. Between begin and end (the writer's whole
+// message) outbound gathers the pieces and sends them in one write call
+// (writev): small pieces are copied, large ones (the writer's own batch,
+// which stays untouched until end) are referenced, so a message is never
+// copied whole. Outside begin and end (pings, pongs and the close frame,
+// written by the library from other goroutines) pieces go out at once.
 type outbound struct {
 	dst io.Writer
 
 	mu       sync.Mutex
 	batching bool
-	buf      *[]byte // from outboundBuffers while batching
+	small    [64]byte    // copied pieces, until full
+	smallLen int         // bytes used in small
+	pieces   net.Buffers // what end writes, in order
 }
 
-var outboundBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+// largePiece is the size from which a piece written while batching is
+// referenced rather than copied: larger than any control frame, whose
+// payload the library may reuse.
+const largePiece = 256
 
 func (o *outbound) Write(p []byte) (int, error) {
 	o.mu.Lock()
@@ -31,10 +38,22 @@ func (o *outbound) Write(p []byte) (int, error) {
 	if !o.batching {
 		return o.dst.Write(p)
 	}
-	if o.buf == nil {
-		o.buf = outboundBuffers.Get().(*[]byte)
+	if len(p) >= largePiece {
+		o.pieces = append(o.pieces, p)
+		return len(p), nil
 	}
-	*o.buf = append(*o.buf, p...)
+	if o.smallLen+len(p) > len(o.small) {
+		o.pieces = append(o.pieces, append([]byte(nil), p...))
+		return len(p), nil
+	}
+	// Extend the last piece if it ends where this copy goes.
+	start := o.smallLen
+	o.smallLen += copy(o.small[start:], p)
+	if n := len(o.pieces); n > 0 && len(o.pieces[n-1]) > 0 && start > 0 && &o.pieces[n-1][len(o.pieces[n-1])-1] == &o.small[start-1] {
+		o.pieces[n-1] = o.small[start-len(o.pieces[n-1]) : o.smallLen]
+	} else {
+		o.pieces = append(o.pieces, o.small[start:o.smallLen])
+	}
 	return len(p), nil
 }
 
@@ -50,14 +69,19 @@ func (o *outbound) end() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.batching = false
-	if o.buf == nil {
-		return nil
+	var err error
+	switch len(o.pieces) {
+	case 0:
+	case 1:
+		_, err = o.dst.Write(o.pieces[0])
+	default:
+		bufs := o.pieces // WriteTo consumes the slice it is given
+		_, err = bufs.WriteTo(o.dst)
 	}
-	_, err := o.dst.Write(*o.buf)
-	if cap(*o.buf) <= maxBatch+64 {
-		*o.buf = (*o.buf)[:0]
-		outboundBuffers.Put(o.buf)
+	clear(o.pieces)
+	o.pieces, o.smallLen = o.pieces[:0], 0
+	if cap(o.pieces) > 8 {
+		o.pieces = nil
 	}
-	o.buf = nil
 	return err
 }
