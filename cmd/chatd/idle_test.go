@@ -101,3 +101,20 @@ func TestIdleConnectionsParkAndAnswerPings(t *testing.T) {
 		t.Fatalf("a client that answers no ping: %v (code %d), want code %d", err, code, chat.CloseNoPong)
 	}
 }
+
+// TestPingBeforeHello: a client may ping before it says hello; the ping is
+// answered and the hello still opens the session.
+func TestPingBeforeHello(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "", "")
+	rc, _, err := dialRaw(t, n, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = rc.ws.Ping(context.Background()) }()
+	time.Sleep(100 * time.Millisecond)
+	rc.send(fmt.Sprintf(`{"type":"hello","token":%q}`, token(t, "pinger", time.Hour)))
+	if f := rc.next(); f.Type != chat.FrameWelcome {
+		t.Fatalf("hello after a client ping answered %+v", f)
+	}
+}

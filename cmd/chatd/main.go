@@ -317,6 +317,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return nil
 		},
 	}, n, tokens, logger)
+	defer srv.Close() // also when Serve fails; after the sessions close otherwise
 	if c.PprofAddr != "" {
 		stop, err := servePprof(c.PprofAddr, logger)
 		if err != nil {
@@ -346,7 +347,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	go func() {
 		_ = httpSrv.Shutdown(sctx) // hijacked WebSockets are not waited for here
 		n.Shutdown(chat.CloseShutdown, "node shutting down: reconnect elsewhere")
-		srv.Close()
 		_ = nc.Drain()
 		close(done)
 	}()

@@ -49,8 +49,16 @@ func newConn(ws *websocket.Conn, out *outbound, limit int, writeTimeout, pingInt
 		ws: ws, out: out, limit: limit, writeTimeout: writeTimeout, pingInterval: pingInterval, noPong: noPong,
 		closed: make(chan struct{}),
 	}
-	c.pinger = time.AfterFunc(pingInterval, c.ping)
 	return c
+}
+
+// start starts the ping timer, once the connection is set up.
+func (c *conn) start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.isDone {
+		c.pinger = time.AfterFunc(c.pingInterval, c.ping)
+	}
 }
 
 // writeMessage writes one message, gathered into one write call when the
@@ -194,7 +202,10 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 	var idle *time.Timer
 	// The stall timer closes the connection when a write takes longer than
 	// writeTimeout: one per writer run, reset per write.
-	stall := time.AfterFunc(time.Hour, func() { _ = c.ws.CloseNow() })
+	stall := time.AfterFunc(time.Hour, func() {
+		_ = c.ws.CloseNow()
+		c.closedDown()
+	})
 	stall.Stop()
 	defer stall.Stop()
 	var last time.Time // when this writer last wrote
@@ -241,11 +252,13 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 		}
 		c.mu.Unlock()
 		if done {
-			c.pinger.Stop()
+			c.stopPinger()
 			if len(buf) > 0 {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				_ = c.writeMessage(ctx, buf)
-				cancel()
+				// The write happens in the outbound's end, after the
+				// library's own deadline is gone: the stall timer bounds it.
+				stall.Reset(time.Second)
+				_ = c.writeMessage(context.Background(), buf)
+				stall.Stop()
 			}
 			_ = c.ws.Close(c.code, c.reason)
 			c.closedDown()
@@ -267,11 +280,19 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 		}
 		if err != nil {
 			c.Close(int(websocket.StatusGoingAway), "write failed")
-			c.pinger.Stop()
+			c.stopPinger()
 			_ = c.ws.CloseNow()
 			c.closedDown()
 			return
 		}
+	}
+}
+
+func (c *conn) stopPinger() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pinger != nil {
+		c.pinger.Stop()
 	}
 }
 

@@ -24,6 +24,7 @@ type idler struct {
 	mu     sync.Mutex
 	parked map[uint64]*reader
 	nextID uint64
+	closed bool
 	count  atomic.Int64
 }
 
@@ -47,26 +48,34 @@ func newIdler() *idler {
 	return p
 }
 
-// park puts r's connection in the set; false if it cannot be (the reader
-// then keeps reading in the library).
+// park puts r's connection in the set and reports whether the reader may
+// return: true once the set (or a wake that came meanwhile) owns it; false
+// if the reader must go on reading in the library.
 func (p *idler) park(r *reader) bool {
+	if p == nil {
+		return false
+	}
 	p.mu.Lock()
+	if p.closed || r.closedHere {
+		p.mu.Unlock()
+		return false // a closed connection: the reader's Read reports it
+	}
 	if r.idleID == 0 {
 		p.nextID++
 		r.idleID = p.nextID
 	}
 	p.parked[r.idleID] = r
-	p.mu.Unlock()
 	p.count.Add(1)
-	ev := syscall.EpollEvent{
-		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
-		Fd:     int32(uint32(r.idleID)), Pad: int32(uint32(r.idleID >> 32)),
-	}
 	op := syscall.EPOLL_CTL_MOD
 	if !r.registered {
 		// Set before the socket is armed: once it is, its event may
 		// start serve (and park again) on another goroutine.
 		op, r.registered = syscall.EPOLL_CTL_ADD, true
+	}
+	p.mu.Unlock()
+	ev := syscall.EpollEvent{
+		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
+		Fd:     int32(uint32(r.idleID)), Pad: int32(uint32(r.idleID >> 32)),
 	}
 	var err error
 	cerr := r.raw.Control(func(fd uintptr) {
@@ -75,25 +84,41 @@ func (p *idler) park(r *reader) bool {
 	if err == nil && cerr == nil {
 		return true
 	}
-	p.unpark(r)
-	return false
+	// Not armed. Unless a wake took the reader meanwhile (and serves
+	// it), it goes on reading.
+	return p.take(r.idleID, r) == nil
 }
 
-// unpark takes r out of the set's map; false if it was not parked.
-func (p *idler) unpark(r *reader) bool {
+// take removes the parked reader r (or, r nil, whichever has id) and
+// returns it; nil if none is parked under id.
+func (p *idler) take(id uint64, r *reader) *reader {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if r.idleID == 0 || p.parked[r.idleID] != r {
-		return false
+	got := p.parked[id]
+	if got == nil || (r != nil && got != r) {
+		return nil
 	}
-	delete(p.parked, r.idleID)
+	delete(p.parked, id)
 	p.count.Add(-1)
-	return true
+	return got
 }
 
-// wake serves r now if it is parked: its connection was closed here.
+// wake serves r now if it is parked, and keeps it from parking again: its
+// connection was closed here, and a closed socket leaves the epoll set
+// without an event.
 func (p *idler) wake(r *reader) {
-	if p.unpark(r) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	r.closedHere = true
+	parked := r.idleID != 0 && p.parked[r.idleID] == r
+	if parked {
+		delete(p.parked, r.idleID)
+		p.count.Add(-1)
+	}
+	p.mu.Unlock()
+	if parked {
 		go r.serve()
 	}
 }
@@ -115,21 +140,28 @@ func (p *idler) loop() {
 		}
 		for _, ev := range events[:n] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-			p.mu.Lock()
-			r := p.parked[id]
-			if r != nil {
-				delete(p.parked, id)
-				p.count.Add(-1)
-			}
-			p.mu.Unlock()
-			if r != nil {
+			if r := p.take(id, nil); r != nil {
 				go r.serve()
 			}
 		}
 	}
 }
 
-// close stops the loop. Parked readers stay until their connections close.
-func (p *idler) close() { _ = p.file.Close() }
+// close stops the loop; nothing parks afterwards. Parked readers stay until
+// their connections close.
+func (p *idler) close() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	_ = p.file.Close()
+}
 
-func (p *idler) idle() int64 { return p.count.Load() }
+func (p *idler) idle() int64 {
+	if p == nil {
+		return 0
+	}
+	return p.count.Load()
+}

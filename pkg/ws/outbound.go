@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"encoding/binary"
 	"io"
 	"net"
 	"sync"
@@ -20,11 +21,12 @@ import (
 type outbound struct {
 	dst io.Writer
 
-	mu       sync.Mutex
-	batching bool
-	small    [64]byte    // copied pieces, until full
-	smallLen int         // bytes used in small
-	pieces   net.Buffers // what end writes, in order
+	mu        sync.Mutex
+	frameLeft int // bytes of the library's current frame not yet written to us
+	batching  bool
+	small     [64]byte    // copied pieces, until full
+	smallLen  int         // bytes used in small
+	pieces    net.Buffers // what end writes, in order
 }
 
 // largePiece is the size from which a piece written while batching is
@@ -35,6 +37,16 @@ const largePiece = 256
 func (o *outbound) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	closing := o.track(p)
+	if closing && o.batching {
+		// The library closes the socket right after a close frame that
+		// answers the peer's: it cannot wait for end. What was gathered
+		// goes first.
+		o.batching = false
+		if err := o.flush(); err != nil {
+			return 0, err
+		}
+	}
 	if !o.batching {
 		return o.dst.Write(p)
 	}
@@ -57,6 +69,26 @@ func (o *outbound) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// track follows the library's frames through the pieces written, and says
+// whether p starts a close frame. The library flushes its buffer at the end
+// of every frame (all of ours are final) and a server frame's header is at
+// most 10 bytes, so a frame's first piece holds its whole header.
+func (o *outbound) track(p []byte) (closing bool) {
+	if o.frameLeft == 0 && len(p) >= 2 {
+		n, length := 2, int(p[1]&0x7f)
+		switch {
+		case length == 126 && len(p) >= 4:
+			n, length = 4, int(binary.BigEndian.Uint16(p[2:]))
+		case length == 127 && len(p) >= 10:
+			n, length = 10, int(min(binary.BigEndian.Uint64(p[2:]), 1<<40))
+		}
+		o.frameLeft = n + length
+		closing = p[0]&0x0f == 0x8
+	}
+	o.frameLeft -= min(o.frameLeft, len(p))
+	return closing
+}
+
 // begin gathers what the library writes until end.
 func (o *outbound) begin() {
 	o.mu.Lock()
@@ -69,6 +101,11 @@ func (o *outbound) end() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.batching = false
+	return o.flush()
+}
+
+// flush writes the pieces gathered. Called with o.mu held.
+func (o *outbound) flush() error {
 	var err error
 	switch len(o.pieces) {
 	case 0:

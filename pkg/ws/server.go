@@ -98,7 +98,7 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), newCollector(n, s.idler.idle))
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), newCollector(n, func() int64 { return s.idler.idle() }))
 	reg.MustRegister(cfg.Collectors...)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	e.GET("/ws", s.serveWS)
@@ -197,16 +197,21 @@ type reader struct {
 	out  *outbound       // the library's writer writes to it
 	raw  syscall.RawConn // the socket, for the idler; nil: the reader never parks
 
-	idleID     uint64 // the idler's name for it; guarded by the idler
+	// Guarded by the idler's lock.
+	idleID     uint64 // the idler's name for it
 	registered bool   // the socket is in the idler's epoll set
+	closedHere bool   // the writer closed the connection: never park again
 }
 
 func (r *reader) run() {
 	r.ws.SetReadLimit(chat.MaxFrameBytes)
 	r.cn = newConn(r.ws, r.out, r.s.cfg.QueueSize, r.s.cfg.WriteTimeout, r.s.cfg.PingInterval, chat.CloseNoPong)
 	r.cn.writeDelay, r.cn.maxWriteDelay = r.s.cfg.WriteDelay, r.s.cfg.MaxWriteDelay
-	r.cn.onClosed = func() { r.s.idler.wake(r) }
-	sess, ok := r.s.hello(r.cn)
+	if r.s.idler != nil {
+		r.cn.onClosed = func() { r.s.idler.wake(r) }
+	}
+	r.cn.start()
+	sess, ok := r.s.hello(r.cn, r.in)
 	if !ok {
 		r.cn.Close(int(websocket.StatusNormalClosure), "")
 		return
@@ -254,7 +259,7 @@ func (r *reader) serve() {
 // park hands the reader to the idler if no byte is pending; false if it
 // keeps reading.
 func (r *reader) park() bool {
-	return r.raw != nil && r.s.idler != nil && !r.in.pending.Load() && r.s.idler.park(r)
+	return r.raw != nil && !r.in.pending.Load() && r.s.idler.park(r)
 }
 
 // handle serves one frame. A panic is a bug: it is logged, the connection is
@@ -272,10 +277,14 @@ func (s *Server) handle(ctx context.Context, sess *node.Session, cn *conn, f cha
 }
 
 // hello reads the first frame, which must authenticate the connection.
-func (s *Server) hello(cn *conn) (*node.Session, bool) {
+func (s *Server) hello(cn *conn, in *inbound) (*node.Session, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HelloTimeout)
 	defer cancel()
 	typ, data, err := cn.ws.Read(ctx)
+	for err == nil && typ == websocket.MessageBinary && len(data) == 0 && in.markers.Load() > 0 {
+		in.markers.Add(-1) // a ping or pong before the hello
+		typ, data, err = cn.ws.Read(ctx)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			cn.Close(chat.CloseHelloTimeout, "no hello in time")
