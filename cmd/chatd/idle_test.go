@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/jetchat/jetchat/pkg/chat"
 )
 
@@ -116,5 +120,104 @@ func TestPingBeforeHello(t *testing.T) {
 	rc.send(fmt.Sprintf(`{"type":"hello","token":%q}`, token(t, "pinger", time.Hour)))
 	if f := rc.next(); f.Type != chat.FrameWelcome {
 		t.Fatalf("hello after a client ping answered %+v", f)
+	}
+}
+
+// TestIdleParkingUnderTraffic soaks the parking of idle connections: clients
+// send in bursts with pauses between, ping the node and are pinged every
+// 200 ms, so readers park and wake thousands of times. Every send must be
+// acked once and every client must get every message, with no connection
+// closed: a lost wakeup would leave a connection's frames unread.
+func TestIdleParkingUnderTraffic(t *testing.T) {
+	t.Parallel()
+	// 200 ms: a client must answer each ping within the interval, and a
+	// race-enabled run on 2 cores stalls for 50 ms at times.
+	n := startNode(t, "", "", "--ping-interval", "200ms")
+	owner := dial(t, n, "owner")
+	create(t, owner, "soak", false)
+	const clients, sends = 12, 40
+	ctx := ctxT(t, 60*time.Second)
+	type tally struct{ acks, events atomic.Int64 }
+	tallies := make([]*tally, clients)
+	rcs := make([]*rawConn, clients)
+	errs := make(chan error, clients)
+	for i := range rcs {
+		rcs[i] = helloRaw(t, n, fmt.Sprint("soaker", i))
+		rcs[i].send(`{"type":"join","ref":"j","room":"soak"}`)
+		rcs[i].until(chat.FrameJoined)
+		tl := &tally{}
+		tallies[i] = tl
+		go func(rc *rawConn) {
+			for {
+				_, data, err := rc.ws.Read(context.Background())
+				if err != nil {
+					errs <- err
+					return
+				}
+				_ = chat.SplitFrames(data, func(b []byte) error {
+					var f chat.ServerFrame
+					if json.Unmarshal(b, &f) == nil {
+						switch {
+						case f.Type == chat.FrameAck && !f.Dup:
+							tl.acks.Add(1)
+						case f.Type == chat.FrameEvent && f.Event != nil && f.Event.Type == chat.MessageSent:
+							tl.events.Add(1)
+						}
+					}
+					return nil
+				})
+			}
+		}(rcs[i])
+	}
+	var wg sync.WaitGroup
+	for i, rc := range rcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			for s := 0; s < sends; {
+				for burst := 1 + rng.IntN(4); burst > 0 && s < sends; burst-- {
+					msg := fmt.Sprintf(`{"type":"send","ref":"r%d","room":"soak","id":"c%d-%d","text":"soak"}`, s, i, s)
+					if err := rc.ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+						errs <- err
+						return
+					}
+					s++
+				}
+				if rng.IntN(3) == 0 {
+					pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					if err := rc.ws.Ping(pctx); err != nil {
+						errs <- fmt.Errorf("client ping: %w", err)
+					}
+					cancel()
+				}
+				time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, tl := range tallies {
+		for tl.acks.Load() < sends || tl.events.Load() < clients*sends {
+			select {
+			case err := <-errs:
+				t.Fatalf("a connection ended: %v", err)
+			default:
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("client %d: %d of %d acks, %d of %d messages", i, tl.acks.Load(), sends, tl.events.Load(), clients*sends)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // nothing more may come
+	for i, tl := range tallies {
+		if tl.acks.Load() != sends || tl.events.Load() != clients*sends {
+			t.Errorf("client %d: %d acks, %d messages; want %d and %d", i, tl.acks.Load(), tl.events.Load(), sends, clients*sends)
+		}
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("a connection ended: %v", err)
+	default:
 	}
 }

@@ -359,15 +359,15 @@ func presenceFrames(t *testing.T, c *localcluster.Cluster, addr, user, room stri
 	}
 	t.Cleanup(func() { _ = ws.CloseNow() })
 	ws.SetReadLimit(16 << 20)
-	for _, f := range []string{
-		fmt.Sprintf(`{"type":"hello","token":%q}`, tokenFor(t, c, user)),
-		fmt.Sprintf(`{"type":"join","ref":"j","room":%q}`, room),
-	} {
+	join := fmt.Sprintf(`{"type":"join","ref":"j","room":%q}`, room)
+	for _, f := range []string{fmt.Sprintf(`{"type":"hello","token":%q}`, tokenFor(t, c, user)), join} {
 		if err := ws.Write(ctx, websocket.MessageText, []byte(f)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Wait for joined: from then on the room's presence notices reach us.
+	// An "unavailable" answer (a new R3 stream still settling) is retried
+	// after retry_after_ms, as the protocol asks of clients.
 	jctx, jcancel := context.WithTimeout(ctx, 15*time.Second)
 	defer jcancel()
 	for joined := false; !joined; {
@@ -376,11 +376,21 @@ func presenceFrames(t *testing.T, c *localcluster.Cluster, addr, user, room stri
 			t.Fatalf("%s joining %s on %s: %v", user, room, addr, err)
 		}
 		for _, line := range strings.Split(string(msg), "\n") {
-			var f struct{ Type string }
+			var f struct {
+				Type, Code   string
+				RetryAfterMS int `json:"retry_after_ms"`
+			}
 			_ = json.Unmarshal([]byte(line), &f)
-			if f.Type == "joined" {
+			switch {
+			case f.Type == "joined":
 				joined = true
-			} else if f.Type == "error" {
+			case f.Type == "error" && f.Code == "unavailable":
+				t.Logf("%s joining %s on %s: %s; retrying", user, room, addr, line)
+				time.Sleep(time.Duration(f.RetryAfterMS) * time.Millisecond)
+				if err := ws.Write(ctx, websocket.MessageText, []byte(join)); err != nil {
+					t.Fatal(err)
+				}
+			case f.Type == "error":
 				t.Fatalf("%s joining %s on %s: %s", user, room, addr, line)
 			}
 		}
