@@ -12,9 +12,9 @@ import (
 // by a writer goroutine that packs pending frames into one message.
 //
 // An idle connection holds neither a writer goroutine nor queue memory: a
-// writer starts when frames arrive and ends when the queue is empty, the
-// queue is a slice that grows with the backlog and is released when drained,
-// and the ping is a timer. Past limit frames the connection is a slow reader
+// writer starts when frames arrive and ends when the queue has stayed empty
+// for a while, the queue is a slice that grows with the backlog and is
+// released when the writer ends, and the ping is a timer. Past limit frames the connection is a slow reader
 // and the node closes it.
 type conn struct {
 	ws           *websocket.Conn
@@ -182,10 +182,11 @@ func (c *conn) take(buf []byte) ([]byte, int) {
 		c.queue[n] = nil
 		n++
 	}
-	c.queue = c.queue[n:]
-	if len(c.queue) == 0 {
-		c.queue = nil // release the backing array
-	}
+	// Keep the backing array while the writer runs (the writer drops it
+	// when it ends): the frames left move to its front.
+	m := copy(c.queue, c.queue[n:])
+	clear(c.queue[m:])
+	c.queue = c.queue[:m]
 	if n > 0 && c.space != nil {
 		close(c.space)
 		c.space = nil
@@ -210,14 +211,21 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 	defer stall.Stop()
 	var last time.Time // when this writer last wrote
 	delay := c.writeDelay
+	var wait *time.Timer // the write delay's, made on first use
 	for {
-		if wait := delay - time.Since(last); wait > 0 && !last.IsZero() {
+		if d := delay - time.Since(last); d > 0 && !last.IsZero() {
 			c.mu.Lock()
 			urgent := c.urgent
 			c.mu.Unlock()
 			if !urgent {
+				if wait == nil {
+					wait = time.NewTimer(d)
+					defer wait.Stop()
+				} else {
+					wait.Reset(d)
+				}
 				select { // let frames gather, unless a reply or a close is queued
-				case <-time.After(wait):
+				case <-wait.C:
 				case <-flushed:
 				case <-c.closed:
 				}
@@ -247,6 +255,7 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 			}
 			c.writing = false
 			c.wake, c.flushed = nil, nil
+			c.queue = nil // release the backing array
 			c.mu.Unlock()
 			return
 		}
