@@ -5,6 +5,8 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+
+	"github.com/coder/websocket"
 )
 
 // inbound is what the WebSocket library reads a connection from: the socket,
@@ -105,6 +107,18 @@ func (in *inbound) Read(p []byte) (n int, err error) {
 	}
 	in.release()
 	return n, nil
+}
+
+// isMarker says whether a message the library returned is a marker, and
+// counts it as seen: an empty binary message while markers are due (a
+// client's own empty binary message in their place is taken for one and the
+// marker that follows it is then rejected as binary, one for one).
+func (in *inbound) isMarker(typ websocket.MessageType, data []byte) bool {
+	if typ != websocket.MessageBinary || len(data) != 0 || in.markers.Load() == 0 {
+		return false
+	}
+	in.markers.Add(-1)
+	return true
 }
 
 // fill reads from the socket into the buffer, keeping the unread bytes.

@@ -133,11 +133,7 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 
 // Close releases what the server holds beyond its connections (the idler's
 // epoll set). Call it after the node has closed its sessions.
-func (s *Server) Close() {
-	if s.idler != nil {
-		s.idler.close()
-	}
-}
+func (s *Server) Close() { s.idler.close() }
 
 // Echo exposes the router so other packages (the web client) can mount routes.
 func (s *Server) Echo() *echo.Echo { return s.echo }
@@ -222,8 +218,8 @@ func (r *reader) run() {
 	}
 }
 
-// serve reads and serves frames until no byte is waiting, then hands over
-// to idle, or until the connection ends.
+// serve reads and serves frames until no byte is waiting, then parks the
+// reader, or until the connection ends.
 func (r *reader) serve() {
 	ctx := context.Background()
 	for {
@@ -235,8 +231,8 @@ func (r *reader) serve() {
 			return
 		}
 		switch {
-		case typ == websocket.MessageBinary && len(data) == 0 && r.in.markers.Load() > 0:
-			r.in.markers.Add(-1) // a ping or pong went by
+		case r.in.isMarker(typ, data):
+			// a ping or pong went by
 		case typ != websocket.MessageText:
 			r.sess.Reject(chat.Errorf(chat.ErrBadRequest, "binary frames are not supported: send JSON text"))
 		default:
@@ -281,8 +277,7 @@ func (s *Server) hello(cn *conn, in *inbound) (*node.Session, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HelloTimeout)
 	defer cancel()
 	typ, data, err := cn.ws.Read(ctx)
-	for err == nil && typ == websocket.MessageBinary && len(data) == 0 && in.markers.Load() > 0 {
-		in.markers.Add(-1) // a ping or pong before the hello
+	for err == nil && in.isMarker(typ, data) { // a ping or pong before the hello
 		typ, data, err = cn.ws.Read(ctx)
 	}
 	if err != nil {
