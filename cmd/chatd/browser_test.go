@@ -284,7 +284,10 @@ func heal(p *page, proxy *testrig.Proxy, n *testNode) {
 }
 
 // settled waits until the page holds the room's head: nothing in flight.
+// Its own sends first: one typed just before may not be stored yet, and the
+// head read now would not include it.
 func settled(t *testing.T, p *page, n *testNode, room string) {
+	p.wait(`jetchatApp.client.pending().length === 0`, 5*time.Second)
 	var info struct{ Head uint64 }
 	if err := json.Unmarshal([]byte(getJSON(t, n, "/api/v1/rooms/"+room, "bob")), &info); err != nil {
 		t.Fatal(err)
