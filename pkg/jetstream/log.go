@@ -37,6 +37,7 @@ type Log struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	kv     jetstream.KeyValue
+	gets   batchGets // replays and other batched direct gets
 }
 
 // Open creates or updates the CHAT stream and the room directory, idempotently.
@@ -92,7 +93,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create bucket %s: %w", DirectoryName, err)
 	}
-	return &Log{nc: nc, js: js, stream: stream, kv: kv}, nil
+	return &Log{nc: nc, js: js, stream: stream, kv: kv, gets: batchGets{nc: nc}}, nil
 }
 
 // ensureStream creates the stream, or updates it if it exists. Several nodes
@@ -299,6 +300,10 @@ func (l *Log) Recoverable(ctx context.Context, room string, since uint64) (bool,
 
 const replayBatch = 512
 
+// lastSeqHeader names the previous seq: of the subject, on a republished
+// event; of the batch, on a batched direct get's answer.
+const lastSeqHeader = "Nats-Last-Sequence"
+
 type directGetRequest struct {
 	Seq     uint64 `json:"seq"`
 	NextFor string `json:"next_by_subj"`
@@ -315,20 +320,17 @@ func (l *Log) lastBefore(ctx context.Context, room string, seq uint64) (uint64, 
 		UpToSeq   uint64   `json:"up_to_seq"`
 		Batch     int      `json:"batch"`
 	}{[]string{Subject(room)}, seq - 1, 1})
-	inbox := l.nc.NewRespInbox()
-	sub, err := l.nc.SubscribeSync(inbox)
+	call, reply, end, err := l.gets.open(1)
 	if err != nil {
 		return 0, err
 	}
-	defer sub.Unsubscribe()
-	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+StreamName, inbox, req); err != nil {
+	defer end()
+	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+StreamName, reply, req); err != nil {
 		return 0, err
 	}
 	var last uint64
 	for {
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		m, err := sub.NextMsgWithContext(wctx)
-		cancel()
+		m, err := call.next(ctx, 5*time.Second)
 		if err != nil {
 			return 0, fmt.Errorf("last event of %s before %d: %w", room, seq, err)
 		}
@@ -356,25 +358,26 @@ func (l *Log) Replay(ctx context.Context, room string, after, upto uint64, fn fu
 		return nil
 	}
 	subj := Subject(room)
-	inbox := l.nc.NewRespInbox()
-	sub, err := l.nc.SubscribeSync(inbox)
+	call, reply, end, err := l.gets.open(replayBatch)
 	if err != nil {
 		return fmt.Errorf("replay: %w: %w", chat.ErrLogDown, err)
 	}
-	defer sub.Unsubscribe()
+	defer end()
 	api := "$JS.API.DIRECT.GET." + StreamName
 	prev, next := after, after+1
 	for next <= upto {
-		req, _ := json.Marshal(directGetRequest{Seq: next, NextFor: subj, Batch: replayBatch})
-		if err := l.nc.PublishRequest(api, inbox, req); err != nil {
+		// The room holds at most upto-next+1 events up to upto: a batch
+		// need not ask for more.
+		n := int(min(replayBatch, upto-next+1))
+		req, _ := json.Marshal(directGetRequest{Seq: next, NextFor: subj, Batch: n})
+		if err := l.nc.PublishRequest(api, reply, req); err != nil {
 			return fmt.Errorf("replay: %w: %w", chat.ErrLogDown, err)
 		}
 		got := 0
+		var sent uint64 // seq of this batch's last answer, which the next one names
 	batch:
 		for {
-			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			m, err := sub.NextMsgWithContext(wctx)
-			cancel()
+			m, err := call.next(ctx, 10*time.Second)
 			if err != nil {
 				return fmt.Errorf("replay: %w: %w", chat.ErrLogDown, err)
 			}
@@ -382,6 +385,9 @@ func (l *Log) Replay(ctx context.Context, room string, after, upto uint64, fn fu
 			case "404":
 				return nil // nothing more in the room
 			case "204":
+				if err := checkBatchChain(m, sent); err != nil {
+					return err
+				}
 				break batch // end of this batch
 			case "":
 			default:
@@ -391,6 +397,10 @@ func (l *Log) Replay(ctx context.Context, room string, after, upto uint64, fn fu
 			if err != nil {
 				return fmt.Errorf("replay: bad sequence header: %w", err)
 			}
+			if err := checkBatchChain(m, sent); err != nil {
+				return err
+			}
+			sent = seq
 			got++
 			if seq > upto {
 				// Drain the rest of the batch before returning.
@@ -407,6 +417,21 @@ func (l *Log) Replay(ctx context.Context, room string, after, upto uint64, fn fu
 		if got == 0 {
 			return nil
 		}
+	}
+	return nil
+}
+
+// checkBatchChain fails a replay that lost an answer on the way: each answer
+// of a batched direct get, and its end-of-batch status, names the seq of the
+// answer before it in the batch (0 for the first). Servers that do not send
+// the header are trusted.
+func checkBatchChain(m *nats.Msg, sent uint64) error {
+	h := m.Header.Get(lastSeqHeader)
+	if h == "" {
+		return nil
+	}
+	if last, err := strconv.ParseUint(h, 10, 64); err != nil || last != sent {
+		return fmt.Errorf("replay: %w: an answer of the batch was lost (it follows %s, the last received was %d)", chat.ErrLogDown, h, sent)
 	}
 	return nil
 }
@@ -428,7 +453,7 @@ func (l *Log) Subscribe(room string, onEvent func(chat.Event), onSignal func(cha
 	subj := Subject(room)
 	live, err := l.nc.Subscribe(LivePrefix+room, func(m *nats.Msg) {
 		seq, err1 := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-		prev, err2 := strconv.ParseUint(m.Header.Get("Nats-Last-Sequence"), 10, 64)
+		prev, err2 := strconv.ParseUint(m.Header.Get(lastSeqHeader), 10, 64)
 		if err1 != nil || err2 != nil || m.Header.Get(jetstream.SubjectHeader) != subj {
 			return // not a republished event of this room: ignore
 		}
@@ -482,5 +507,5 @@ func Attach(ctx context.Context, nc *nats.Conn) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", DirectoryName, err)
 	}
-	return &Log{nc: nc, js: js, stream: stream, kv: kv}, nil
+	return &Log{nc: nc, js: js, stream: stream, kv: kv, gets: batchGets{nc: nc}}, nil
 }
