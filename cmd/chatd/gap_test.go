@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
+	"github.com/jetchat/jetchat/pkg/client"
 	"github.com/jetchat/jetchat/pkg/testrig"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -170,5 +172,66 @@ func TestPoisonEventKeepsChain(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("projector did not count the invalid events")
 		}
+	}
+}
+
+// A resume within the node's replay window is served from the room's recent
+// frames in memory, one beyond it from the log; both exactly.
+func TestResumeFromMemoryAndLog(t *testing.T) {
+	t.Parallel()
+	js := testrig.RunJetStream(t)
+	n := startNode(t, js.URL, "", "--replay-window", "16")
+	alice := dial(t, n, "alice")
+	create(t, alice, "mem", false)
+	ctx := ctxT(t, 30*time.Second)
+	for _, c := range []*client.Client{alice, dial(t, n, "bob"), dial(t, n, "carol")} {
+		if _, err := c.Join(ctx, "mem"); err != nil { // members, so that resuming appends no member.joined
+			t.Fatal(err)
+		}
+		if c != alice {
+			_ = c.Close()
+		}
+	}
+	go discard(alice)
+	var sent []uint64
+	send := func(k int) {
+		for i := range k {
+			ack, err := alice.Send(ctx, "mem", fmt.Sprint("m", len(sent), i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sent = append(sent, ack.Seq)
+		}
+	}
+	send(5)
+	since := sent[4]
+	resume := func(user string, missed int) (fromMemory, replayed int) {
+		t.Helper()
+		mem0, all0 := metric(t, n, "jetchat_replayed_from_memory_total"), metric(t, n, "jetchat_replayed_total")
+		c := dial(t, n, user)
+		type res struct {
+			j   client.Joined
+			err error
+		}
+		joined := make(chan res, 1)
+		go func() { j, err := c.Join(ctx, "mem", client.Since(since)); joined <- res{j, err} }()
+		got := collect(t, c, "mem", missed, 10*time.Second)
+		r := <-joined
+		if r.err != nil || !r.j.Recovered || r.j.Replayed != missed {
+			t.Fatalf("%s: join since %d: %+v %v; want recovered, %d replayed", user, since, r.j, r.err, missed)
+		}
+		if fmt.Sprint(seqs(got)) != fmt.Sprint(sent[5:]) {
+			t.Fatalf("%s: replayed %v, want %v", user, seqs(got), sent[5:])
+		}
+		noClientErrors(t, c)
+		return metric(t, n, "jetchat_replayed_from_memory_total") - mem0, metric(t, n, "jetchat_replayed_total") - all0
+	}
+	send(10) // 10 missed: within the window of 16
+	if mem, all := resume("bob", 10); mem != 10 || all != 10 {
+		t.Fatalf("bob's 10 missed events: %d of %d replayed from memory, want all 10", mem, all)
+	}
+	send(30) // 40 missed: beyond it
+	if mem, all := resume("carol", 40); mem != 0 || all != 40 {
+		t.Fatalf("carol's 40 missed events: %d of %d replayed from memory, want 0 (from the log)", mem, all)
 	}
 }

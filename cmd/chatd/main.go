@@ -70,6 +70,7 @@ type config struct {
 	LogFormat      string
 	LogLevel       string
 	TailCheck      time.Duration
+	ReplayWindow   int
 	PprofAddr      string
 	WriteDelay     time.Duration
 	MaxWriteDelay  time.Duration
@@ -134,6 +135,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (config, er
 	fs.DurationVar(&c.PingInterval, "ping-interval", envDur("CHAT_PING_INTERVAL", 25*time.Second), "how often each WebSocket is pinged; one that has not answered by the next ping is closed with 4004 (CHAT_PING_INTERVAL)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("CHAT_PPROF_ADDR", ""), "serve Go's /debug/pprof on this address (keep it on loopback), e.g. 127.0.0.1:6060; empty: off (CHAT_PPROF_ADDR)")
 	fs.DurationVar(&c.TailCheck, "tail-check-interval", envDur("CHAT_TAIL_CHECK_INTERVAL", 2*time.Second), "how often rooms with clients are checked for a last event the live feed lost (CHAT_TAIL_CHECK_INTERVAL)")
+	fs.IntVar(&c.ReplayWindow, "replay-window", envInt("CHAT_REPLAY_WINDOW", 128), "events per room kept in memory (at most 64 KiB) to replay resuming clients from without asking the log; -1: none (CHAT_REPLAY_WINDOW)")
 	fs.BoolVar(&c.Projector, "projector", getenv("NATS_URL") == "", "run the projector in this process (default on when embedded; a cluster runs cmd/projector) (CHAT_PROJECTOR)")
 	fs.StringVar(&c.LogFormat, "log-format", env("CHAT_LOG_FORMAT", ""), "text or json; default text in dev mode, json otherwise (CHAT_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("CHAT_LOG_LEVEL", "info"), "debug, info, warn or error (CHAT_LOG_LEVEL)")
@@ -296,7 +298,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	n := node.New(node.Config{
 		ID: nodeID, MaxRoomsPerConn: c.MaxRoomsConn, MaxConnsPerUser: c.MaxConnsUser,
 		SendRate: c.SendRate, SendBurst: c.SendBurst, TailCheckInterval: c.TailCheck,
-		History: views, RoomList: views, Reads: views, Recent: recentView,
+		ReplayWindow: c.ReplayWindow,
+		History:      views, RoomList: views, Reads: views, Recent: recentView,
 		Presence: pres, PresenceExpiry: c.PresenceExpiry, Limiter: limiter,
 	}, log, log, logger)
 	onReconnect = n.CheckRooms

@@ -214,7 +214,9 @@ func TestTwoClientsSameOrderAndSince(t *testing.T) {
 func TestResumeUnderFire(t *testing.T) {
 	t.Parallel()
 	js := testrig.RunJetStream(t)
-	n := startNode(t, js.URL, "")
+	// A small replay window: short cuts resume from the room's recent
+	// frames in memory, longer ones from the log.
+	n := startNode(t, js.URL, "", "--replay-window", "16")
 	owner := dial(t, n, "owner")
 	create(t, owner, "fire", false)
 	reader := dial(t, n, "reader")

@@ -28,6 +28,7 @@ type hub struct {
 	last        uint64    // seq of the last event delivered
 	lastEventAt time.Time // when the live path last brought an event
 	subs        map[*roomSub]struct{}
+	recent      recentFrames // the frames last delivered, ending at last
 }
 
 // roomSub is one session's subscription to one room.
@@ -139,6 +140,7 @@ func (h *hub) deliver(ev chat.Event) {
 		h.n.logger.Error("encode event", "room", h.room, "seq", ev.Seq, "err", err)
 		return
 	}
+	h.recent.push(ev.Seq, ev.Prev, frame, h.n.cfg.ReplayWindow)
 	var sent int64
 	for sub := range h.subs {
 		if !sub.live || ev.Seq <= sub.after {
@@ -195,20 +197,37 @@ func (h *hub) remove(sub *roomSub) {
 
 // goLive makes sub live if it holds everything up to the hub's position
 // (cursor >= last), queueing joined before any live event. Otherwise it
-// returns the position the subscriber must first replay up to.
-func (h *hub) goLive(sub *roomSub, cursor uint64, joined chat.ServerFrame) (upto uint64, live bool) {
+// returns the position the subscriber must first replay up to, and, if the
+// hub's recent frames hold every event up to it, those frames (appended to
+// buf) for the subscriber to queue before it asks again.
+func (h *hub) goLive(sub *roomSub, cursor uint64, joined chat.ServerFrame, buf [][]byte) (upto uint64, recent [][]byte, live bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return 0, false
+		return 0, nil, false
 	}
 	if cursor < h.last {
-		return h.last, false
+		if recent, upto, ok := h.recent.after(cursor, buf); ok {
+			return upto, recent, false
+		}
+		return h.last, nil, false
 	}
 	sub.live, sub.after = true, cursor
 	joined.Head = cursor
 	sub.s.reply(joined)
-	return cursor, true
+	return cursor, nil, true
+}
+
+// holds reports whether the event at seq is the hub's position or among its
+// recent frames: the log held it a moment ago.
+func (h *hub) holds(seq uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if seq == h.last {
+		return true
+	}
+	_, _, ok := h.recent.after(seq, nil)
+	return ok
 }
 
 // rejoined answers a join of a room the session already receives, under the

@@ -56,6 +56,7 @@ type Config struct {
 	SendRate          float64       // actions per second per connection; default 50
 	SendBurst         int           // default 100
 	TailCheckInterval time.Duration // how often idle rooms are checked for a lost last event; default 2s
+	ReplayWindow      int           // events per room kept in memory to replay resuming clients from; default 128, -1 none
 	History           History       // nil: history is unavailable
 	Presence          Presence      // nil: no presence
 	PresenceExpiry    time.Duration // entries not refreshed within it expire; default 30s
@@ -84,6 +85,9 @@ func (c *Config) defaults() {
 	if c.PresenceExpiry == 0 {
 		c.PresenceExpiry = 30 * time.Second
 	}
+	if c.ReplayWindow == 0 {
+		c.ReplayWindow = defaultReplayWindow
+	}
 	if c.TailCheckInterval == 0 {
 		c.TailCheckInterval = 2 * time.Second
 	}
@@ -95,6 +99,7 @@ type Stats struct {
 	Rooms          atomic.Int64 // hubs: rooms with local clients
 	Delivered      atomic.Int64 // event frames queued to clients (live)
 	Replayed       atomic.Int64 // event frames queued to clients (replay)
+	ReplayedMemory atomic.Int64 // of those, from the hubs' recent frames
 	Appended       atomic.Int64
 	Duplicates     atomic.Int64 // appends that hit the dedup window
 	GapsRepaired   atomic.Int64 // live-path gaps filled from the log

@@ -310,9 +310,11 @@ func (s *Session) subscribe(sub *roomSub, f chat.ClientFrame) error {
 	s.readMarker(ctx, &joined)
 	cursor := h.position()
 	if f.Since != nil {
-		rec, err := s.n.log.Recoverable(ctx, f.Room, *f.Since)
-		if err != nil {
-			return err
+		rec := h.holds(*f.Since) // no request to the log for a recent position
+		if !rec {
+			if rec, err = s.n.log.Recoverable(ctx, f.Room, *f.Since); err != nil {
+				return err
+			}
 		}
 		joined.Recovered = &rec
 		if rec {
@@ -330,13 +332,28 @@ func (s *Session) subscribe(sub *roomSub, f chat.ClientFrame) error {
 			cursor, joined.Messages = msgs[len(msgs)-1].Seq, msgs
 		}
 	}
+	var recent [][]byte
 	for {
-		upto, live := h.goLive(sub, cursor, joined)
+		var upto uint64
+		var live bool
+		upto, recent, live = h.goLive(sub, cursor, joined, recent[:0])
 		if live {
 			break
 		}
 		if upto <= cursor {
 			return chat.Errorf(chat.ErrUnavailable, "room feed unavailable")
+		}
+		if len(recent) > 0 { // from the hub's memory
+			for _, frame := range recent {
+				if err := s.conn.SendWait(ctx, frame); err != nil {
+					return err
+				}
+			}
+			cursor = upto
+			joined.Replayed += len(recent)
+			s.n.Stats.Replayed.Add(int64(len(recent)))
+			s.n.Stats.ReplayedMemory.Add(int64(len(recent)))
+			continue
 		}
 		before := cursor
 		err := s.n.log.Replay(ctx, f.Room, cursor, upto, func(ev chat.Event) error {

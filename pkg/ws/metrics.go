@@ -29,6 +29,7 @@ func newCollector(n *node.Node, idle func() int64) *collector {
 		m("rooms", "Rooms with clients on this node.", g, st.Rooms.Load),
 		m("delivered_total", "Live event frames queued to clients.", c, st.Delivered.Load),
 		m("replayed_total", "Replayed event frames queued to clients.", c, st.Replayed.Load),
+		m("replayed_from_memory_total", "Replayed event frames taken from the rooms' recent frames in memory, not the log.", c, st.ReplayedMemory.Load),
 		m("appended_total", "Events appended to the log.", c, st.Appended.Load),
 		m("duplicates_total", "Appends answered from the dedup window.", c, st.Duplicates.Load),
 		m("gaps_repaired_total", "Live-path gaps filled from the log.", c, st.GapsRepaired.Load),
