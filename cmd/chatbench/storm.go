@@ -207,6 +207,10 @@ func runStorm(ctx context.Context, o *options, so *stormOpts) error {
 	pubCtx, stopPubs := context.WithCancel(ctx)
 	defer stopPubs()
 	acked := make([]bitset, so.Rooms)
+	ackSeq := make([]map[uint64]uint64, so.Rooms) // room: message n to its seq, for the missing report
+	for r := range ackSeq {
+		ackSeq[r] = map[uint64]uint64{}
+	}
 	var ackMu sync.Mutex
 	var pubErrs, nAcked atomic.Int64
 	var pwg sync.WaitGroup
@@ -242,7 +246,7 @@ func runStorm(ctx context.Context, o *options, so *stormOpts) error {
 					}
 					text = msgText(text[:0], time.Now(), r, n, 0)
 					sctx, cancel := context.WithTimeout(pubCtx, 10*time.Second)
-					_, err := pc.SendID(sctx, rooms[r], "m"+strconv.FormatUint(n, 10), string(text))
+					ack, err := pc.SendID(sctx, rooms[r], "m"+strconv.FormatUint(n, 10), string(text))
 					cancel()
 					if err != nil {
 						if pubCtx.Err() == nil {
@@ -252,6 +256,7 @@ func runStorm(ctx context.Context, o *options, so *stormOpts) error {
 					}
 					ackMu.Lock()
 					acked[r].set(n)
+					ackSeq[r][n] = ack.Seq
 					ackMu.Unlock()
 					nAcked.Add(1)
 				}
@@ -377,6 +382,12 @@ func runStorm(ctx context.Context, o *options, so *stormOpts) error {
 		}
 	}
 	r.Reconnect, r.Resume, r.Unaffected = rec.summary(), resume.summary(), other.summary()
+	if r.Missing > 0 {
+		reportMissing(o, cs, acked, ackSeq, rooms)
+	}
+	if r.Resumed < affected {
+		reportUnresumed(o, cs, rooms)
+	}
 	r.Pass = r.Resumed == affected && allResumed > 0 && r.Missing == 0 && r.Duplicates == 0 && r.ChainBreaks == 0 && r.NotRecovered == 0
 	return o.report(r, [][2]string{
 		{"storm", fmt.Sprintf("%d clients in %d rooms over %d nodes; killed %s (%d clients)", r.Clients, r.Rooms, len(o.URLs), r.KilledURL, r.Affected)},
@@ -462,5 +473,54 @@ func (sc *stormClient) errors() {
 				}
 			}
 		}
+	}
+}
+
+// reportMissing names, on stderr, the clients that lack acked messages: which
+// messages (with their seqs), where the client's chain stands, and whether it
+// reconnected. A lost tail and a lost middle point at different causes.
+func reportMissing(o *options, cs []*stormClient, acked []bitset, ackSeq []map[uint64]uint64, rooms []string) {
+	shown := 0
+	for i, sc := range cs {
+		missing, _ := andNotCount(acked[sc.room], sc.got)
+		if missing == 0 {
+			continue
+		}
+		if shown++; shown > 20 {
+			fmt.Fprintln(o.stderr, "storm: more clients miss messages; not shown")
+			return
+		}
+		var ns []string
+		for w, bits := range acked[sc.room] {
+			var have uint64
+			if w < len(sc.got) {
+				have = sc.got[w]
+			}
+			for b := 0; b < 64 && len(ns) < 8; b++ {
+				if bits&^have&(1<<b) != 0 {
+					n := uint64(w*64 + b)
+					ns = append(ns, fmt.Sprintf("m%d@%d", n, ackSeq[sc.room][n]))
+				}
+			}
+		}
+		fmt.Fprintf(o.stderr, "storm: client %d (room %s, affected %v, reconnects %d) last seq %d, position %d, misses %d: %v\n",
+			i, rooms[sc.room], sc.affected, sc.c.Reconnects(), sc.last, sc.c.Position(rooms[sc.room]), missing, ns)
+	}
+}
+
+// reportUnresumed names, on stderr, affected clients that never received a
+// message sent after the kill.
+func reportUnresumed(o *options, cs []*stormClient, rooms []string) {
+	shown := 0
+	for i, sc := range cs {
+		if !sc.affected || sc.resumed > 0 {
+			continue
+		}
+		if shown++; shown > 10 {
+			fmt.Fprintln(o.stderr, "storm: more clients did not resume; not shown")
+			return
+		}
+		fmt.Fprintf(o.stderr, "storm: client %d (room %s, reconnects %d) did not resume: last seq %d, received %d messages\n",
+			i, rooms[sc.room], sc.c.Reconnects(), sc.last, sc.received.Load())
 	}
 }
