@@ -206,6 +206,7 @@ func runStorm(ctx context.Context, o *options, so *stormOpts) error {
 	// Publishers on the surviving node, one connection per 50 rooms.
 	pubCtx, stopPubs := context.WithCancel(ctx)
 	defer stopPubs()
+	publish := make(chan struct{})
 	acked := make([]bitset, so.Rooms)
 	ackSeq := make([]map[uint64]uint64, so.Rooms) // room: message n to its seq, for the missing report
 	for r := range ackSeq {
@@ -235,6 +236,11 @@ func runStorm(ctx context.Context, o *options, so *stormOpts) error {
 			pwg.Add(1)
 			go func() {
 				defer pwg.Done()
+				select { // once every publisher has joined: the joins do not queue behind the load
+				case <-publish:
+				case <-pubCtx.Done():
+					return
+				}
 				t := time.NewTicker(so.Interval)
 				defer t.Stop()
 				var text []byte
@@ -264,10 +270,22 @@ func runStorm(ctx context.Context, o *options, so *stormOpts) error {
 		}
 	}
 
+	close(publish)
+
 	// Warm up: every client receives something.
+	warm := time.Now()
 	for !sleepCtx(ctx, 20*time.Millisecond) || !allReceived(cs) {
 		if ctx.Err() != nil {
 			return fmt.Errorf("warm-up: not every client received a message: %w", ctx.Err())
+		}
+		if time.Since(warm) > 20*time.Second {
+			warm = time.Now()
+			for i, sc := range cs {
+				if sc.received.Load() == 0 {
+					fmt.Fprintf(o.stderr, "storm: warm-up: client %d (%s-s%d, room %s, reconnects %d) has received nothing\n",
+						i, o.Prefix, i, rooms[sc.room], sc.c.Reconnects())
+				}
+			}
 		}
 	}
 	stats := o.startStats()
