@@ -170,6 +170,14 @@ func (c *conn) Close(code int, reason string) {
 // maxBatch bounds how many bytes of queued frames share one message.
 const maxBatch = 64 << 10
 
+// batchBuffers holds writers' batch buffers between their runs. A batch
+// exceeds maxBatch by at most one frame, so a buffer stays within about
+// twice that.
+var batchBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, 4<<10)
+	return &b
+}}
+
 // take removes up to maxBatch bytes of frames from the queue into buf, one
 // frame per line, and says how many. Called with c.mu held.
 func (c *conn) take(buf []byte) ([]byte, int) {
@@ -199,7 +207,15 @@ func (c *conn) take(buf []byte) ([]byte, int) {
 // that explains the close), briefly, then closes the connection; the
 // connection then never starts another writer.
 func (c *conn) write(wake, flushed <-chan struct{}) {
-	var buf []byte // kept while this writer runs (at most maxBatch), freed when it ends
+	// The batch buffer comes from a pool while this writer runs: an idle
+	// connection holds none, and a busy one's writer, which ends and
+	// starts again often, does not grow a new one each time.
+	bp := batchBuffers.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		*bp = buf[:0]
+		batchBuffers.Put(bp)
+	}()
 	var idle *time.Timer
 	// The stall timer closes the connection when a write takes longer than
 	// writeTimeout: one per writer run, reset per write.
