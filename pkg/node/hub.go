@@ -207,7 +207,7 @@ func (h *hub) goLive(sub *roomSub, cursor uint64, joined chat.ServerFrame, buf [
 		return 0, nil, false
 	}
 	if cursor < h.last {
-		if recent, upto, ok := h.recent.after(cursor, buf); ok {
+		if recent, upto, ok := h.recent.after(cursor, buf); ok && upto == h.last {
 			return upto, recent, false
 		}
 		return h.last, nil, false
