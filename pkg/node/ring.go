@@ -30,16 +30,17 @@ func (r *recentFrames) at(i int) *ringEntry { return &r.ents[(r.start+i)%len(r.e
 // push appends the frame of the event after the last one, dropping the
 // oldest to stay within maxN entries and replayWindowBytes.
 func (r *recentFrames) push(seq, prev uint64, frame []byte, maxN int) {
-	if maxN <= 0 || len(frame) > replayWindowBytes {
+	size := cap(frame) // what the ring keeps alive
+	if maxN <= 0 || size > replayWindowBytes {
 		r.reset()
 		return
 	}
 	if r.n > 0 && r.at(r.n-1).seq != prev {
 		r.reset() // not the next link: keep the chain whole
 	}
-	for r.n > 0 && (r.n >= maxN || r.bytes+len(frame) > replayWindowBytes) {
+	for r.n > 0 && (r.n >= maxN || r.bytes+size > replayWindowBytes) {
 		e := r.at(0)
-		r.bytes -= len(e.frame)
+		r.bytes -= cap(e.frame)
 		*e = ringEntry{}
 		r.start = (r.start + 1) % len(r.ents)
 		r.n--
@@ -53,7 +54,7 @@ func (r *recentFrames) push(seq, prev uint64, frame []byte, maxN int) {
 	}
 	*r.at(r.n) = ringEntry{seq: seq, prev: prev, frame: frame}
 	r.n++
-	r.bytes += len(frame)
+	r.bytes += size
 }
 
 func (r *recentFrames) reset() {

@@ -309,8 +309,13 @@ func (s *Session) subscribe(sub *roomSub, f chat.ClientFrame) error {
 	}()
 	s.readMarker(ctx, &joined)
 	cursor := h.position()
+	// fromMemory: the hub's recent frames vouched for since, not the log. If
+	// they have moved on by the time the replay starts, the log is asked
+	// after all before it replays from there.
+	fromMemory := false
 	if f.Since != nil {
 		rec := h.holds(*f.Since) // no request to the log for a recent position
+		fromMemory = rec
 		if !rec {
 			if rec, err = s.n.log.Recoverable(ctx, f.Room, *f.Since); err != nil {
 				return err
@@ -354,6 +359,20 @@ func (s *Session) subscribe(sub *roomSub, f chat.ClientFrame) error {
 			s.n.Stats.Replayed.Add(int64(len(recent)))
 			s.n.Stats.ReplayedMemory.Add(int64(len(recent)))
 			continue
+		}
+		if fromMemory {
+			fromMemory = false
+			if cursor == *f.Since {
+				rec, err := s.n.log.Recoverable(ctx, f.Room, cursor)
+				if err != nil {
+					return err
+				}
+				if !rec { // the log dropped it meanwhile: live from here
+					joined.Recovered = &rec
+					cursor = h.position()
+					continue
+				}
+			}
 		}
 		before := cursor
 		err := s.n.log.Replay(ctx, f.Room, cursor, upto, func(ev chat.Event) error {
