@@ -338,6 +338,9 @@ func (l *Log) lastBefore(ctx context.Context, room string, seq uint64) (uint64, 
 		case "404":
 			return 0, nil
 		case "204":
+			if err := checkBatchChain(m, last); err != nil {
+				return 0, fmt.Errorf("last event of %s before %d: %w", room, seq, err)
+			}
 			return last, nil
 		case "":
 			if s, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64); err == nil {
