@@ -170,9 +170,8 @@ func (c *conn) Close(code int, reason string) {
 // maxBatch bounds how many bytes of queued frames share one message.
 const maxBatch = 64 << 10
 
-// batchBuffers holds writers' batch buffers between their runs. A batch
-// exceeds maxBatch by at most one frame, so a buffer stays within about
-// twice that.
+// batchBuffers holds writers' batch buffers between their runs; one that a
+// single large frame grew past twice maxBatch is not kept.
 var batchBuffers = sync.Pool{New: func() any {
 	b := make([]byte, 0, 4<<10)
 	return &b
@@ -213,8 +212,10 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 	bp := batchBuffers.Get().(*[]byte)
 	buf := (*bp)[:0]
 	defer func() {
-		*bp = buf[:0]
-		batchBuffers.Put(bp)
+		if cap(buf) <= 2*maxBatch { // one large frame (a joined page) made it bigger: let it go
+			*bp = buf[:0]
+			batchBuffers.Put(bp)
+		}
 	}()
 	var idle *time.Timer
 	// The stall timer closes the connection when a write takes longer than
