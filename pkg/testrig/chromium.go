@@ -71,7 +71,10 @@ func RunBrowser(tb testing.TB) context.Context {
 		cancel()
 		cancelAlloc()
 	})
-	start, stop := context.WithTimeout(ctx, 30*time.Second)
+	// Generous: on 2 cores with other packages' tests (a local cluster,
+	// FerretDB) running beside it, chromium once took more than 30 s.
+	const startTimeout = 90 * time.Second
+	start, stop := context.WithTimeout(ctx, startTimeout)
 	defer stop()
 	// The first Run starts the browser; it must run on ctx itself, whose
 	// lifetime is the browser's, so watch the deadline from the side.
@@ -85,7 +88,7 @@ func RunBrowser(tb testing.TB) context.Context {
 			tb.Fatalf("start chromium: %v", err)
 		}
 	case <-start.Done():
-		tb.Fatal("chromium did not start within 30s")
+		tb.Fatalf("chromium did not start within %s", startTimeout)
 	}
 	return ctx
 }
