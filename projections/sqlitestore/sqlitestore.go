@@ -58,6 +58,9 @@ CREATE TABLE IF NOT EXISTS {N}_position (
 	position INTEGER NOT NULL
 );`
 
+// opening holds a mutex per SQLite file path, for Open.
+var opening sync.Map
+
 // Open opens (creating if needed) the version name of the read model called
 // model ("history", for errors) in the SQLite file at path, runs schema (its
 // CREATE ... IF NOT EXISTS statements) on the writer, creates the position
@@ -69,6 +72,12 @@ func Open(ctx context.Context, model, path, name, schema string, stmts ...Stmt) 
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("open %s store: bad sqlite path %q", model, path)
 	}
+	// One open of a file at a time in this process: two first opens of a new
+	// file at once (a projection's writer and its live reader) could get
+	// SQLITE_BUSY from the switch to WAL, which waits for no busy timeout.
+	mu, _ := opening.LoadOrStore(path, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	common := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)", path, busyTimeout.Milliseconds())
 	db := &DB{Name: name}
 	var err error
