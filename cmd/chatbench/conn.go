@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -155,14 +155,21 @@ func (c *rawConn) readLoop(ctx context.Context, fn func(line []byte, now time.Ti
 			fn(l, now)
 		}
 	}
+	// One buffer for every message: the lines handed to fn point into it
+	// and are valid only during the call.
+	buf := make([]byte, 0, 4<<10)
 	for {
-		typ, msg, err := c.ws.Read(ctx)
+		typ, r, err := c.ws.Reader(ctx)
 		if err != nil {
+			return err
+		}
+		if buf, err = readAll(r, buf[:0]); err != nil {
 			return err
 		}
 		if typ != websocket.MessageText {
 			continue
 		}
+		msg := buf
 		now := time.Now()
 		for len(msg) > 0 {
 			i := bytes.IndexByte(msg, '\n')
@@ -175,6 +182,24 @@ func (c *rawConn) readLoop(ctx context.Context, fn func(line []byte, now time.Ti
 			if len(line) > 0 {
 				fn(line, now)
 			}
+		}
+	}
+}
+
+// readAll appends what r holds to buf, as io.ReadAll does but into a buffer
+// the caller keeps.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
 		}
 	}
 }
@@ -196,8 +221,8 @@ func splitLines(msg []byte) [][]byte {
 // wireEvent is what the tool needs of an event frame. Its byte slices point
 // into the message read.
 type wireEvent struct {
-	Type, Room, ID, Author, Text []byte
-	Seq, Prev                    uint64
+	Type, Room, ID, Author, TS, Text []byte
+	Seq, Prev                        uint64
 }
 
 var errNotEvent = errors.New("not an event frame")
@@ -222,6 +247,7 @@ func parseEvent(line []byte, e *wireEvent) error {
 			Type   string `json:"type"`
 			Room   string `json:"room"`
 			Author string `json:"author"`
+			TS     string `json:"ts"`
 			Seq    uint64 `json:"seq"`
 			Prev   uint64 `json:"prev"`
 			Text   string `json:"text"`
@@ -235,7 +261,7 @@ func parseEvent(line []byte, e *wireEvent) error {
 	}
 	*e = wireEvent{
 		Type: []byte(f.Event.Type), Room: []byte(f.Event.Room), ID: []byte(f.Event.ID),
-		Author: []byte(f.Event.Author), Text: []byte(f.Event.Text),
+		Author: []byte(f.Event.Author), TS: []byte(f.Event.TS), Text: []byte(f.Event.Text),
 		Seq: f.Event.Seq, Prev: f.Event.Prev,
 	}
 	return nil
@@ -250,7 +276,7 @@ func fastParseEvent(b []byte, e *wireEvent) bool {
 		p.lit(`,"type":"`) && p.str(&e.Type) &&
 		p.lit(`,"room":"`) && p.str(&e.Room) &&
 		p.lit(`,"author":"`) && p.str(&e.Author) &&
-		p.lit(`,"ts":"`) && p.str(nil) &&
+		p.lit(`,"ts":"`) && p.str(&e.TS) &&
 		p.lit(`,"seq":`) && p.num(&e.Seq) &&
 		p.lit(`,"prev":`) && p.num(&e.Prev)
 	if !ok {
@@ -278,19 +304,15 @@ func (p *parser) lit(s string) bool {
 
 // str reads up to the closing quote; an escape makes it give up.
 func (p *parser) str(dst *[]byte) bool {
-	for j := p.i; j < len(p.b); j++ {
-		switch p.b[j] {
-		case '\\':
-			return false
-		case '"':
-			if dst != nil {
-				*dst = p.b[p.i:j]
-			}
-			p.i = j + 1
-			return true
-		}
+	j := bytes.IndexByte(p.b[p.i:], '"')
+	if j < 0 || bytes.IndexByte(p.b[p.i:p.i+j], '\\') >= 0 {
+		return false
 	}
-	return false
+	if dst != nil {
+		*dst = p.b[p.i : p.i+j]
+	}
+	p.i += j + 1
+	return true
 }
 
 func (p *parser) num(dst *uint64) bool {
@@ -298,11 +320,8 @@ func (p *parser) num(dst *uint64) bool {
 	for j < len(p.b) && p.b[j] >= '0' && p.b[j] <= '9' {
 		j++
 	}
-	if j == p.i {
-		return false
-	}
-	n, err := strconv.ParseUint(string(p.b[p.i:j]), 10, 64)
-	if err != nil {
+	n, ok := atou(p.b[p.i:j])
+	if !ok {
 		return false
 	}
 	*dst, p.i = n, j

@@ -7,9 +7,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"math/bits"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +65,9 @@ type fanoutResult struct {
 	Disconnects      int64            `json:"disconnects"`
 	CloseCodes       map[string]int64 `json:"close_codes,omitempty"`
 	Latency          latency          `json:"latency"` // send (wall clock in the text) to receipt
+	// Latency split at the event's server timestamp, over every 16th delivery.
+	LatencyToServer   latency `json:"latency_to_server"`
+	LatencyFromServer latency `json:"latency_from_server"`
 
 	Resources resources `json:"resources"`
 	Pass      bool      `json:"pass"` // delivery >= 99%, p99 <= 250 ms, acked >= 99% of planned
@@ -127,6 +130,8 @@ type subscriber struct {
 	last   uint64
 	got    map[int]*bitset // by publisher index
 	h      hist
+	split  *latencySplit // every splitEvery-th delivery: send -> server ts -> receipt
+	n      int
 	dups   int64
 	breaks atomic.Int64
 	err    error
@@ -160,17 +165,40 @@ func msgText(dst []byte, sent time.Time, pub int, n uint64, pad int) []byte {
 	return dst
 }
 
-// parseText reads msgText's fields.
+// parseText reads msgText's fields without allocating (it runs once per
+// delivery, on the cores the server under test shares).
 func parseText(b []byte) (sent int64, pub int, n uint64, ok bool) {
-	f := bytes.SplitN(b, []byte(" "), 4)
-	if len(f) < 3 {
+	f0, rest, ok0 := bytes.Cut(b, []byte{' '})
+	f1, f2, ok1 := bytes.Cut(rest, []byte{' '})
+	if !ok0 || !ok1 {
 		return 0, 0, 0, false
 	}
-	var err1, err2, err3 error
-	sent, err1 = strconv.ParseInt(string(f[0]), 10, 64)
-	p, err2 := strconv.Atoi(string(f[1]))
-	n, err3 = strconv.ParseUint(strings.TrimRight(string(f[2]), "x"), 10, 64)
-	return sent, p, n, err1 == nil && err2 == nil && err3 == nil
+	if i := bytes.IndexByte(f2, ' '); i >= 0 {
+		f2 = f2[:i]
+	}
+	f2 = bytes.TrimRight(f2, "x")
+	s, okS := atou(f0)
+	p, okP := atou(f1)
+	n, okN := atou(f2)
+	if !okS || !okP || !okN || s > math.MaxInt64 || p > math.MaxInt32 {
+		return 0, 0, 0, false
+	}
+	return int64(s), int(p), n, true
+}
+
+// atou parses a non-empty run of decimal digits.
+func atou(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 19 { // 19 digits cannot overflow a uint64
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
 }
 
 func runFanout(ctx context.Context, o *options, fo *fanoutOpts) error {
@@ -192,6 +220,8 @@ func fanoutRows(r *fanoutResult) [][2]string {
 			[2]string{"deliveries", fmt.Sprintf("%d of %d (%.3f%%), %.0f/s", r.Delivered, r.Expected, 100*r.DeliveryRatio, r.DeliveriesPerSec)},
 			[2]string{"checks", fmt.Sprintf("missing %d, duplicates %d, chain breaks %d, disconnects %d %v", r.Missing, r.Duplicates, r.ChainBreaks, r.Disconnects, r.CloseCodes)},
 			[2]string{"delivery latency", r.Latency.String()},
+			[2]string{"  send to server ts", r.LatencyToServer.String()},
+			[2]string{"  server ts to receipt", r.LatencyFromServer.String()},
 		)
 	}
 	rows = append(rows, [2]string{"cpu", r.Resources.String()}, [2]string{"pass", strconv.FormatBool(r.Pass)})
@@ -285,8 +315,11 @@ func fanout(ctx context.Context, o *options, fo *fanoutOpts, prefix string) (*fa
 	}
 	r.AckLatency = ack.summary()
 	var lat hist
+	var split latencySplit
 	for _, s := range f.subs {
 		lat.merge(&s.h)
+		split.toServer.merge(&s.split.toServer)
+		split.fromServer.merge(&s.split.fromServer)
 		r.Duplicates += s.dups
 		r.ChainBreaks += s.breaks.Load()
 		if s.pkg != nil {
@@ -320,6 +353,7 @@ func fanout(ctx context.Context, o *options, fo *fanoutOpts, prefix string) (*fa
 		r.DeliveriesPerSec = float64(int64(float64(r.Delivered) / el))
 	}
 	r.Latency = lat.summary()
+	r.LatencyToServer, r.LatencyFromServer = split.toServer.summary(), split.fromServer.summary()
 	r.Pass = r.DeliveryRatio >= 0.99 && r.Duplicates == 0 && r.ChainBreaks == 0 &&
 		float64(r.Acked) >= 0.99*float64(r.Planned) &&
 		(fo.Subs == 0 && r.AckLatency.P99 <= 250 || fo.Subs > 0 && r.Latency.P99 <= 250)
@@ -355,7 +389,7 @@ func (f *fanoutRun) connect(ctx context.Context) error {
 	fo, o := f.fo, f.o
 	f.subs = make([]*subscriber, fo.Rooms*fo.Subs)
 	err := parallel(ctx, len(f.subs), o.DialConc, func(ctx context.Context, i int) error {
-		s := &subscriber{room: i % fo.Rooms, got: map[int]*bitset{}}
+		s := &subscriber{room: i % fo.Rooms, got: map[int]*bitset{}, split: &latencySplit{}}
 		user := fmt.Sprintf("%s-s%d", o.Prefix, i)
 		if fo.Client == "pkg" {
 			tok, err := o.token(ctx, user)
@@ -396,7 +430,7 @@ func (f *fanoutRun) connect(ctx context.Context) error {
 				if !isEvent(line) || parseEvent(line, &e) != nil {
 					return
 				}
-				f.event(s, now, e.Seq, e.Prev, e.Type, e.Text)
+				f.event(s, now, e.Seq, e.Prev, e.Type, e.Text, e.TS)
 			})
 			if !f.closing.Load() {
 				s.err = err
@@ -429,7 +463,7 @@ func (f *fanoutRun) connect(ctx context.Context) error {
 func (f *fanoutRun) readPkg(s *subscriber) {
 	defer close(s.done)
 	for ev := range s.pkg.Events() {
-		f.event(s, time.Now(), ev.Seq, ev.Prev, []byte(ev.Type), []byte(ev.Text))
+		f.event(s, time.Now(), ev.Seq, ev.Prev, []byte(ev.Type), []byte(ev.Text), ev.Time.AppendFormat(nil, time.RFC3339Nano))
 	}
 }
 
@@ -461,7 +495,7 @@ func (f *fanoutRun) pkgErrors(s *subscriber) {
 }
 
 // event checks one event received by s.
-func (f *fanoutRun) event(s *subscriber, now time.Time, seq, prev uint64, typ, text []byte) {
+func (f *fanoutRun) event(s *subscriber, now time.Time, seq, prev uint64, typ, text, ts []byte) {
 	if seq <= s.last || prev != s.last {
 		s.breaks.Add(1)
 		f.chainBad.Add(1)
@@ -485,6 +519,33 @@ func (f *fanoutRun) event(s *subscriber, now time.Time, seq, prev uint64, typ, t
 	}
 	f.delivered.Add(1)
 	s.h.add(now.Sub(time.Unix(0, sent)))
+	if s.n++; s.n%splitEvery == 0 {
+		s.split.add(sent, ts, now)
+	}
+}
+
+// splitEvery is how often a subscriber splits a delivery's latency at the
+// event's server timestamp (parsing it costs about as much as the rest of
+// the check).
+const splitEvery = 16
+
+// latencySplit splits the latency of sampled deliveries at the server's
+// timestamp of the event (taken when the node handled the send, before it
+// published it): to the server (the publisher's write, the node's reader)
+// and from it (publish, store, fan-out, the subscriber's socket and read).
+type latencySplit struct {
+	toServer, fromServer hist
+	bad                  int64 // timestamps that did not parse
+}
+
+func (l *latencySplit) add(sent int64, ts []byte, now time.Time) {
+	t, err := time.Parse(time.RFC3339Nano, string(ts))
+	if err != nil {
+		l.bad++
+		return
+	}
+	l.toServer.add(t.Sub(time.Unix(0, sent)))
+	l.fromServer.add(now.Sub(t))
 }
 
 func (f *fanoutRun) closeAll() {

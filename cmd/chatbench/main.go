@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,6 +115,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Every run is bounded: its duration plus the grace period.
 	ctx, cancel := context.WithTimeout(ctx, o.deadline(cmd))
 	defer cancel()
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	return runCmd(ctx, o)
 }
 
@@ -131,6 +143,7 @@ type options struct {
 	Prefix      string
 	DialConc    int
 	Quiet       bool
+	CPUProfile  string
 
 	stdout, stderr io.Writer
 	tokens         *auth.Tokens
@@ -156,6 +169,7 @@ func (o *options) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&o.Prefix, "prefix", "", "room and user name prefix; default: unique per run")
 	fs.IntVar(&o.DialConc, "dial-concurrency", 64, "connections opened at once")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress line")
+	fs.StringVar(&o.CPUProfile, "cpu-profile", "", "write the load tool's own CPU profile (setup included) to this file")
 }
 
 // init validates the shared options and prepares tokens.

@@ -143,6 +143,14 @@ func TestFanout(t *testing.T) {
 			if r.Kind != "fanout" || r.Rooms != 2 || r.Subs != 5 || r.Pubs != 2 || r.Client != impl {
 				t.Errorf("result describes another run: %+v", r)
 			}
+			// Every 16th delivery is split at the server's timestamp; a
+			// timestamp that does not parse is not counted.
+			if c := r.LatencyToServer.Count; c == 0 || c != r.LatencyFromServer.Count || c < uint64(r.Delivered)/16-10 {
+				t.Errorf("latency split over %d/%d of %d deliveries", c, r.LatencyFromServer.Count, r.Delivered)
+			}
+			if r.LatencyFromServer.Max > r.Latency.Max+1 {
+				t.Errorf("server ts to receipt %v ms is over send to receipt %v ms", r.LatencyFromServer.Max, r.Latency.Max)
+			}
 			if r.Resources.ServerPID != n.cmd.Process.Pid || r.Resources.ServerRSSMB <= 0 {
 				t.Errorf("server found by port: pid %d (want %d), RSS %v MiB", r.Resources.ServerPID, n.cmd.Process.Pid, r.Resources.ServerRSSMB)
 			}
@@ -282,13 +290,13 @@ func TestChecksCatchFaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f.delivered.Store(0)
-			s := &subscriber{last: 10, got: map[int]*bitset{}}
+			s := &subscriber{last: 10, got: map[int]*bitset{}, split: &latencySplit{}}
 			for i, e := range tc.events {
 				n := e[0]
 				if tc.repeatLastText && i > 0 {
 					n = tc.events[0][0]
 				}
-				f.event(s, time.Now(), e[0], e[1], sent, msg(n))
+				f.event(s, time.Now(), e[0], e[1], sent, msg(n), time.Now().AppendFormat(nil, time.RFC3339Nano))
 			}
 			if s.breaks.Load() != tc.breaks || s.dups != tc.dups || f.delivered.Load() != tc.delivered {
 				t.Errorf("breaks %d, dups %d, delivered %d; want %d, %d, %d", s.breaks.Load(), s.dups, f.delivered.Load(), tc.breaks, tc.dups, tc.delivered)
@@ -372,4 +380,30 @@ func BenchmarkParseEvent(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestParseText(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		sent int64
+		pub  int
+		n    uint64
+		ok   bool
+	}{
+		{"1234 3 12", 1234, 3, 12, true},
+		{"1234 3 12xxxx", 1234, 3, 12, true},
+		{"1234 3 12 and more", 1234, 3, 12, true},
+		{"", 0, 0, 0, false},
+		{"1234 3", 0, 0, 0, false},
+		{"1234 a 12", 0, 0, 0, false},
+		{"1234 3 x", 0, 0, 0, false},
+		{"-1 3 12", 0, 0, 0, false},
+		{"99999999999999999999 3 12", 0, 0, 0, false},
+		{"9223372036854775808 3 12", 0, 0, 0, false}, // past MaxInt64
+	} {
+		sent, pub, n, ok := parseText([]byte(c.in))
+		if ok != c.ok || ok && (sent != c.sent || pub != c.pub || n != c.n) {
+			t.Errorf("parseText(%q) = %d %d %d %v, want %d %d %d %v", c.in, sent, pub, n, ok, c.sent, c.pub, c.n, c.ok)
+		}
+	}
 }
