@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -23,8 +24,9 @@ type conn struct {
 	pingInterval time.Duration
 	noPong       int // close code when a ping goes unanswered
 	pinger       *time.Timer
-	out          *outbound // the socket under the library's writer: gathers a message into one write
-	onClosed     func()    // called once the writer has closed the connection
+	out          *outbound     // the socket under the library's writer: gathers a message into one write
+	onClosed     func()        // called once the writer has closed the connection
+	writes       *atomic.Int64 // counts the messages written, if set
 
 	writeDelay    time.Duration // least time between two writes at first; see Config.WriteDelay
 	maxWriteDelay time.Duration // how far the delay grows while frames pile up
@@ -35,6 +37,8 @@ type conn struct {
 	// The writer's signals exist while a writer runs (nil otherwise), so
 	// that an idle connection holds none.
 	wake    chan struct{} // one token: frames arrived while the writer lingers
+	active  bool          // frames were queued since the writer's watchdog last looked
+	ended   bool          // the watchdog found the writer idle for a whole period: it may end
 	urgent  bool          // a queued frame must not wait for the write delay
 	flushed chan struct{} // one token: urgent was set while the writer waits
 	space   chan struct{} // made by a SendWait that waits; closed when the writer takes frames
@@ -63,7 +67,7 @@ func (c *conn) start() {
 
 // writeMessage writes one message, gathered into one write call when the
 // connection has an outbound. It takes the background context: a write that
-// stalls is ended by the writer's stall timer, which closes the connection
+// stalls is ended by the writer's watchdog, which closes the connection
 // (a context would cost an allocation and a registration per write).
 func (c *conn) writeMessage(ctx context.Context, msg []byte) error {
 	if c.out == nil {
@@ -96,6 +100,7 @@ func (c *conn) Send(frame []byte) bool {
 // kick starts a writer unless one runs, or wakes the one that lingers.
 // Called with c.mu held.
 func (c *conn) kick() {
+	c.active = true
 	if !c.writing {
 		c.writing = true
 		c.wake, c.flushed = make(chan struct{}, 1), make(chan struct{}, 1)
@@ -108,9 +113,11 @@ func (c *conn) kick() {
 	}
 }
 
-// linger is how long a writer waits for more frames before it ends: a busy
-// connection keeps its writer instead of starting one per frame.
-const linger = 50 * time.Millisecond
+// linger is how long a writer waits for more frames before it ends, at
+// least (at most twice that): a busy connection keeps its writer instead of
+// starting one per frame. It is also how often the writer's watchdog looks
+// for a stalled write.
+const linger = 250 * time.Millisecond
 
 // SendWait queues a frame, waiting while the queue is half full: the other
 // half stays free for live events, acks and joined, which must not find the
@@ -217,15 +224,49 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 			batchBuffers.Put(bp)
 		}
 	}()
-	var idle *time.Timer
-	// The stall timer closes the connection when a write takes longer than
-	// writeTimeout: one per writer run, reset per write.
-	stall := time.AfterFunc(time.Hour, func() {
-		_ = c.ws.CloseNow()
-		c.closedDown()
+	// One watchdog per writer run, instead of timers set per write (they
+	// cost as much as the rest of a small write): every linger it ends a
+	// write that has taken longer than its deadline, by closing the
+	// connection, and tells the writer to end if no frame came since it
+	// last looked.
+	var deadline atomic.Int64 // unix nanoseconds by which the write in progress must end; 0: none
+	var over atomic.Bool      // this writer run has ended
+	var watch *time.Timer
+	watch = time.AfterFunc(linger, func() {
+		if over.Load() {
+			return
+		}
+		if d := deadline.Load(); d != 0 && time.Now().UnixNano() > d {
+			_ = c.ws.CloseNow()
+			c.closedDown()
+			return
+		}
+		c.mu.Lock()
+		if over.Load() { // the writer ended under c.mu: c.wake may be another's
+			c.mu.Unlock()
+			return
+		}
+		if !c.active && len(c.queue) == 0 {
+			c.ended = true
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+		}
+		c.active = false
+		c.mu.Unlock()
+		watch.Reset(linger)
 	})
-	stall.Stop()
-	defer stall.Stop()
+	defer func() {
+		over.Store(true)
+		watch.Stop()
+	}()
+	timed := func(timeout time.Duration, msg []byte) error {
+		deadline.Store(time.Now().Add(timeout).UnixNano())
+		err := c.writeMessage(context.Background(), msg)
+		deadline.Store(0)
+		return err
+	}
 	var last time.Time // when this writer last wrote
 	delay := c.writeDelay
 	var wait *time.Timer // the write delay's, made on first use
@@ -253,46 +294,39 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 		done := c.isDone
 		var frames int
 		buf, frames = c.take(buf[:0])
+		if frames > 0 {
+			c.ended = false
+		}
 		if len(buf) == 0 && !done {
-			c.mu.Unlock()
-			if idle == nil {
-				idle = time.NewTimer(linger)
-			} else {
-				idle.Reset(linger)
-			}
-			select {
-			case <-wake:
-				continue
-			case <-idle.C:
-			}
-			c.mu.Lock()
-			if len(c.queue) > 0 || c.isDone {
+			if c.ended {
+				over.Store(true)
+				c.ended = false
+				c.writing = false
+				c.wake, c.flushed = nil, nil
+				c.queue = nil // release the backing array
 				c.mu.Unlock()
-				continue
+				return
 			}
-			c.writing = false
-			c.wake, c.flushed = nil, nil
-			c.queue = nil // release the backing array
 			c.mu.Unlock()
-			return
+			<-wake // frames, a close, or the watchdog
+			continue
 		}
 		c.mu.Unlock()
 		if done {
 			c.stopPinger()
 			if len(buf) > 0 {
 				// The write happens in the outbound's end, after the
-				// library's own deadline is gone: the stall timer bounds it.
-				stall.Reset(time.Second)
-				_ = c.writeMessage(context.Background(), buf)
-				stall.Stop()
+				// library's own deadline is gone: the watchdog bounds it.
+				_ = timed(time.Second, buf)
 			}
 			_ = c.ws.Close(c.code, c.reason)
 			c.closedDown()
 			return
 		}
-		stall.Reset(c.writeTimeout)
-		err := c.writeMessage(context.Background(), buf)
-		stall.Stop()
+		err := timed(c.writeTimeout, buf)
+		if c.writes != nil {
+			c.writes.Add(1)
+		}
 		last = time.Now()
 		// Adapt the delay: frames piling up between writes (a busy room)
 		// double it, up to maxWriteDelay, so each write carries more; a

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,11 +16,12 @@ import (
 	"github.com/coder/websocket"
 )
 
-// TestFinalWriteToStalledPeerEnds closes, with a big frame queued, a
-// connection whose client reads nothing: the last write must give up (the
-// stall timer) and the connection end, not hang in the outbound's write.
-func TestFinalWriteToStalledPeerEnds(t *testing.T) {
-	closedDown := make(chan struct{})
+// stalledPeer makes a connection whose client reads nothing (as a slow or
+// hostile one), with small socket buffers on both sides. closedDown is
+// closed when the connection reports itself closed.
+func stalledPeer(t *testing.T, writeTimeout time.Duration) (cn *conn, closedDown chan struct{}) {
+	t.Helper()
+	closedDown = make(chan struct{})
 	ready := make(chan *conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := &hijacker{ResponseWriter: w}
@@ -30,12 +32,12 @@ func TestFinalWriteToStalledPeerEnds(t *testing.T) {
 		}
 		h.adopt()
 		_ = h.raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) })
-		cn := newConn(ws, h.out, 1024, time.Second, time.Hour, 4004)
-		var once sync.Once // the stall timer and the writer may both report
+		cn := newConn(ws, h.out, 1024, writeTimeout, time.Hour, 4004)
+		var once sync.Once // the watchdog and the writer may both report
 		cn.onClosed = func() { once.Do(func() { close(closedDown) }) }
 		ready <- cn
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 	}}
@@ -43,7 +45,7 @@ func TestFinalWriteToStalledPeerEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(func() { nc.Close() })
 	_, _ = nc.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
 	br := bufio.NewReader(nc)
 	for {
@@ -55,14 +57,91 @@ func TestFinalWriteToStalledPeerEnds(t *testing.T) {
 			break
 		}
 	}
-	cn := <-ready
-	// The client now reads nothing (as a slow or hostile one). The node
-	// closes it as a slow reader with a frame queued.
+	return <-ready, closedDown
+}
+
+// TestFinalWriteToStalledPeerEnds closes, with a big frame queued, a
+// connection whose client reads nothing: the last write must give up (the
+// writer's watchdog) and the connection end, not hang in the outbound's
+// write.
+func TestFinalWriteToStalledPeerEnds(t *testing.T) {
+	cn, closedDown := stalledPeer(t, time.Hour)
+	// The node closes it as a slow reader with a frame queued.
 	cn.Send(bytes.Repeat([]byte("x"), 1<<20))
 	cn.Close(4008, "slow reader")
 	select {
 	case <-closedDown:
 	case <-time.After(8 * time.Second):
 		t.Fatal("8 s after Close (1 s for the last write, 5 s for the close handshake) the connection is not closed")
+	}
+}
+
+// TestStalledWriteEnds queues a frame bigger than the socket buffers hold
+// for a client that reads nothing: the write must end after the write
+// timeout, closing the connection.
+func TestStalledWriteEnds(t *testing.T) {
+	cn, closedDown := stalledPeer(t, 500*time.Millisecond)
+	start := time.Now()
+	cn.Send(bytes.Repeat([]byte("x"), 1<<20))
+	select {
+	case <-closedDown:
+		if el := time.Since(start); el < 500*time.Millisecond {
+			t.Fatalf("closed after %v, before the write timeout", el)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a write stalled for 5 s (timeout 500 ms) and the connection is still open")
+	}
+}
+
+// TestWriterEndsWhenIdle checks that a connection's writer runs while frames
+// come and ends once none came for a while: an idle connection holds no
+// goroutine.
+func TestWriterEndsWhenIdle(t *testing.T) {
+	ready := make(chan *conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := &hijacker{ResponseWriter: w}
+		ws, err := websocket.Accept(h, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		h.adopt()
+		ready <- newConn(ws, h.out, 1024, time.Second, time.Hour, 4004)
+	}))
+	defer srv.Close()
+	ctx := t.Context()
+	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.CloseNow()
+	cn := <-ready
+	writing := func() bool {
+		cn.mu.Lock()
+		defer cn.mu.Unlock()
+		return cn.writing
+	}
+	// Frames every linger/5 for 3 lingers: one writer run throughout.
+	for i := 0; i < 15; i++ {
+		cn.Send([]byte(strconv.Itoa(i)))
+		if _, msg, err := client.Read(ctx); err != nil || string(msg) != strconv.Itoa(i) {
+			t.Fatalf("frame %d: %q, %v", i, msg, err)
+		}
+		if !writing() {
+			t.Fatalf("the writer ended after frame %d, less than a linger after it", i)
+		}
+		time.Sleep(linger / 5)
+	}
+	deadline := time.Now().Add(2*linger + time.Second)
+	for writing() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer still runs %v after the last frame", 2*linger+time.Second)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A frame after that starts a new writer.
+	cn.Send([]byte("again"))
+	if _, msg, err := client.Read(ctx); err != nil || string(msg) != "again" {
+		t.Fatalf("after the writer ended: %q, %v", msg, err)
 	}
 }

@@ -17,7 +17,7 @@ type metric struct {
 	value func() int64
 }
 
-func newCollector(n *node.Node, idle func() int64) *collector {
+func newCollector(n *node.Node, idle, writes func() int64) *collector {
 	st := &n.Stats
 	m := func(name, help string, kind prometheus.ValueType, v func() int64) metric {
 		return metric{prometheus.NewDesc("jetchat_"+name, help, nil, prometheus.Labels{"node": n.ID()}), kind, v}
@@ -28,6 +28,7 @@ func newCollector(n *node.Node, idle func() int64) *collector {
 		m("idle_connections", "Sessions with no goroutine serving them: waiting for the client's next bytes.", g, idle),
 		m("rooms", "Rooms with clients on this node.", g, st.Rooms.Load),
 		m("delivered_total", "Live event frames queued to clients.", c, st.Delivered.Load),
+		m("ws_writes_total", "WebSocket messages written: each carries one or more frames (delivered_total / ws_writes_total is the batching).", c, writes),
 		m("replayed_total", "Replayed event frames queued to clients.", c, st.Replayed.Load),
 		m("replayed_from_memory_total", "Replayed event frames taken from the rooms' recent frames in memory, not the log.", c, st.ReplayedMemory.Load),
 		m("appended_total", "Events appended to the log.", c, st.Appended.Load),

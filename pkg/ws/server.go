@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -79,7 +80,8 @@ type Server struct {
 	tokens *auth.Tokens
 	logger *slog.Logger
 	echo   *echo.Echo
-	idler  *idler // nil: readers of idle connections stay in the library
+	idler  *idler       // nil: readers of idle connections stay in the library
+	writes atomic.Int64 // WebSocket messages written by connections' writers
 }
 
 // New returns the HTTP handler of a node.
@@ -98,7 +100,7 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), newCollector(n, func() int64 { return s.idler.idle() }))
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), newCollector(n, func() int64 { return s.idler.idle() }, s.writes.Load))
 	reg.MustRegister(cfg.Collectors...)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	e.GET("/ws", s.serveWS)
@@ -203,6 +205,7 @@ func (r *reader) run() {
 	r.ws.SetReadLimit(chat.MaxFrameBytes)
 	r.cn = newConn(r.ws, r.out, r.s.cfg.QueueSize, r.s.cfg.WriteTimeout, r.s.cfg.PingInterval, chat.CloseNoPong)
 	r.cn.writeDelay, r.cn.maxWriteDelay = r.s.cfg.WriteDelay, r.s.cfg.MaxWriteDelay
+	r.cn.writes = &r.s.writes
 	if r.s.idler != nil {
 		r.cn.onClosed = func() { r.s.idler.wake(r) }
 	}
