@@ -38,6 +38,7 @@ type Log struct {
 	stream jetstream.Stream
 	kv     jetstream.KeyValue
 	gets   batchGets // replays and other batched direct gets
+	dec    decoded   // events decoded lately, shared by the live feeds and the projections'
 }
 
 // Open creates or updates the CHAT stream and the room directory, idempotently.
@@ -460,8 +461,8 @@ func (l *Log) Subscribe(room string, onEvent func(chat.Event), onSignal func(cha
 		if err1 != nil || err2 != nil || m.Header.Get(jetstream.SubjectHeader) != subj {
 			return // not a republished event of this room: ignore
 		}
-		ev := DecodeStored(m.Data, room)
-		ev.Seq, ev.Prev = seq, prev
+		ev := l.dec.decode(seq, m.Data, room)
+		ev.Prev = prev
 		onEvent(ev)
 	})
 	if err != nil {

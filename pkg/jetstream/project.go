@@ -107,8 +107,7 @@ func (f *Feed) Run(ctx context.Context, durable string, position uint64, batch i
 				continue
 			}
 			room := m.Subject()[len(RoomPrefix):]
-			ev := DecodeStored(m.Data(), room)
-			ev.Seq = md.Sequence.Stream
+			ev := f.log.dec.decode(md.Sequence.Stream, m.Data(), room)
 			{
 				ev.Prev = prevOf(room, ev.Seq)
 				prevs[room] = ev.Seq
