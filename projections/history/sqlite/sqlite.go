@@ -111,8 +111,16 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
 	if err != nil {
 		return fmt.Errorf("apply history: %w", err)
 	}
+	// The messages already stored: only they can have reactions rows to
+	// clear. A message Fold made in this batch has none (a message row is
+	// never deleted, and reactions rows are written only with theirs).
+	stored := make(map[history.MessageKey]bool)
 	b, err := history.Fold(ctx, pos, events, func(ctx context.Context, l history.Lookup) ([]history.Message, error) {
-		return s.load(ctx, tx, l)
+		ms, err := s.load(ctx, tx, l)
+		for _, m := range ms {
+			stored[history.MessageKey{Room: m.Room, Seq: m.Seq}] = true
+		}
+		return ms, err
 	})
 	if err != nil {
 		return fmt.Errorf("apply history: %w", err)
@@ -125,8 +133,10 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
 		if _, err := upsert.ExecContext(ctx, m.Room, int64(m.Seq), m.ID, m.Author, projections.Nanos(m.Time), m.Text, m.Edited, projections.Nanos(m.EditedAt), m.Deleted); err != nil {
 			return fmt.Errorf("apply history: write message %s/%d: %w", m.Room, m.Seq, err)
 		}
-		if _, err := clearReacts.ExecContext(ctx, m.Room, int64(m.Seq)); err != nil {
-			return fmt.Errorf("apply history: write reactions %s/%d: %w", m.Room, m.Seq, err)
+		if stored[history.MessageKey{Room: m.Room, Seq: m.Seq}] {
+			if _, err := clearReacts.ExecContext(ctx, m.Room, int64(m.Seq)); err != nil {
+				return fmt.Errorf("apply history: write reactions %s/%d: %w", m.Room, m.Seq, err)
+			}
 		}
 		for _, r := range m.Reactions {
 			for _, u := range r.Users {
