@@ -213,17 +213,19 @@ func (c *conn) take(buf []byte) ([]byte, int) {
 // that explains the close), briefly, then closes the connection; the
 // connection then never starts another writer.
 func (c *conn) write(wake, flushed <-chan struct{}) {
-	// The batch buffer comes from a pool while this writer runs: an idle
-	// connection holds none, and a busy one's writer, which ends and
-	// starts again often, does not grow a new one each time.
-	bp := batchBuffers.Get().(*[]byte)
-	buf := (*bp)[:0]
-	defer func() {
-		if cap(buf) <= 2*maxBatch { // one large frame (a joined page) made it bigger: let it go
+	// The batch buffer comes from a pool while the writer has frames to
+	// write: neither an idle connection nor a writer waiting for frames
+	// holds one, and a busy connection does not grow a new one each time.
+	var bp *[]byte
+	var buf []byte
+	release := func() {
+		if bp != nil && cap(buf) <= 2*maxBatch { // one large frame (a joined page) made it bigger: let it go
 			*bp = buf[:0]
 			batchBuffers.Put(bp)
 		}
-	}()
+		bp, buf = nil, nil
+	}
+	defer release()
 	// One watchdog per writer run, instead of timers set per write (they
 	// cost as much as the rest of a small write): every linger it ends a
 	// write that has taken longer than its deadline, by closing the
@@ -289,6 +291,10 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 				}
 			}
 		}
+		if bp == nil {
+			bp = batchBuffers.Get().(*[]byte)
+			buf = (*bp)[:0]
+		}
 		c.mu.Lock()
 		c.urgent = false
 		done := c.isDone
@@ -308,6 +314,7 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 				return
 			}
 			c.mu.Unlock()
+			release()
 			<-wake // frames, a close, or the watchdog
 			continue
 		}
