@@ -7,8 +7,14 @@ import (
 )
 
 // maxInflight bounds the sends of one connection that wait for JetStream.
-// Past it the connection's reader waits, which holds the client back.
-const maxInflight = 64
+// Past it the connection's reader waits, which holds the client back. It
+// also caps one connection's send rate at maxInflight / ack latency: with 64
+// and acks taking 100 ms on a loaded node that was 640/s, so a fan-out
+// publisher at that rate fell behind at the first slow second and never
+// caught up (its sends then waited seconds in the socket). The node's
+// JetStream connection bounds the sends in flight of all connections
+// together (16,384).
+const maxInflight = 256
 
 // pendingAck is a send that was published and waits for its ack.
 type pendingAck struct {
