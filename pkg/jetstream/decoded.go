@@ -1,7 +1,7 @@
 package jetstream
 
 import (
-	"bytes"
+	"hash/maphash"
 	"sync"
 
 	"github.com/jetchat/jetchat/pkg/chat"
@@ -15,24 +15,28 @@ const decodedSize = 8192
 // decoded keeps the last events decoded from the stream by sequence, so that
 // the live subscription and each projection's consumer, which all read every
 // event, decode each once. An entry is used only for the same seq and the
-// same stored bytes: a stream deleted and made again reuses seqs.
+// same stored bytes (by hash, so that the cache keeps no message buffers): a
+// stream deleted and made again reuses seqs.
 type decoded struct {
 	mu      sync.Mutex
 	entries []decodedEntry // nil until the first use; indexed by seq % decodedSize
 }
 
 type decodedEntry struct {
-	seq  uint64
-	data []byte // the stored body; never written to (NATS gives each message its own)
-	ev   chat.Event
+	seq uint64
+	sum uint64 // maphash of the stored body
+	ev  chat.Event
 }
+
+var decodedSeed = maphash.MakeSeed()
 
 // decode is DecodeStored through the cache, with ev.Seq set to seq.
 func (d *decoded) decode(seq uint64, data []byte, room string) chat.Event {
 	i := seq % decodedSize
+	sum := maphash.Bytes(decodedSeed, data)
 	d.mu.Lock()
 	if d.entries != nil {
-		if e := &d.entries[i]; e.seq == seq && e.ev.Room == room && bytes.Equal(e.data, data) {
+		if e := &d.entries[i]; e.seq == seq && e.sum == sum && e.ev.Room == room {
 			ev := e.ev
 			d.mu.Unlock()
 			return ev
@@ -45,7 +49,7 @@ func (d *decoded) decode(seq uint64, data []byte, room string) chat.Event {
 	if d.entries == nil {
 		d.entries = make([]decodedEntry, decodedSize)
 	}
-	d.entries[i] = decodedEntry{seq: seq, data: data, ev: ev}
+	d.entries[i] = decodedEntry{seq: seq, sum: sum, ev: ev}
 	d.mu.Unlock()
 	return ev
 }
