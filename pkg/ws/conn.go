@@ -37,8 +37,6 @@ type conn struct {
 	// The writer's signals exist while a writer runs (nil otherwise), so
 	// that an idle connection holds none.
 	wake    chan struct{} // one token: frames arrived while the writer lingers
-	active  bool          // frames were queued since the writer's watchdog last looked
-	ended   bool          // the watchdog found the writer idle for a whole period: it may end
 	urgent  bool          // a queued frame must not wait for the write delay
 	flushed chan struct{} // one token: urgent was set while the writer waits
 	space   chan struct{} // made by a SendWait that waits; closed when the writer takes frames
@@ -67,7 +65,7 @@ func (c *conn) start() {
 
 // writeMessage writes one message, gathered into one write call when the
 // connection has an outbound. It takes the background context: a write that
-// stalls is ended by the writer's watchdog, which closes the connection
+// stalls is ended by the writer's stall timer, which closes the connection
 // (a context would cost an allocation and a registration per write).
 func (c *conn) writeMessage(ctx context.Context, msg []byte) error {
 	if c.out == nil {
@@ -100,7 +98,6 @@ func (c *conn) Send(frame []byte) bool {
 // kick starts a writer unless one runs, or wakes the one that lingers.
 // Called with c.mu held.
 func (c *conn) kick() {
-	c.active = true
 	if !c.writing {
 		c.writing = true
 		c.wake, c.flushed = make(chan struct{}, 1), make(chan struct{}, 1)
@@ -113,11 +110,9 @@ func (c *conn) kick() {
 	}
 }
 
-// linger is how long a writer waits for more frames before it ends, at
-// least (at most twice that): a busy connection keeps its writer instead of
-// starting one per frame. It is also how often the writer's watchdog looks
-// for a stalled write.
-const linger = 250 * time.Millisecond
+// linger is how long a writer waits for more frames before it ends: a busy
+// connection keeps its writer instead of starting one per frame.
+const linger = 50 * time.Millisecond
 
 // SendWait queues a frame, waiting while the queue is half full: the other
 // half stays free for live events, acks and joined, which must not find the
@@ -226,49 +221,15 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 		bp, buf = nil, nil
 	}
 	defer release()
-	// One watchdog per writer run, instead of timers set per write (they
-	// cost as much as the rest of a small write): every linger it ends a
-	// write that has taken longer than its deadline, by closing the
-	// connection, and tells the writer to end if no frame came since it
-	// last looked.
-	var deadline atomic.Int64 // unix nanoseconds by which the write in progress must end; 0: none
-	var over atomic.Bool      // this writer run has ended
-	var watch *time.Timer
-	watch = time.AfterFunc(linger, func() {
-		if over.Load() {
-			return
-		}
-		if d := deadline.Load(); d != 0 && time.Now().UnixNano() > d {
-			_ = c.ws.CloseNow()
-			c.closedDown()
-			return
-		}
-		c.mu.Lock()
-		if over.Load() { // the writer ended under c.mu: c.wake may be another's
-			c.mu.Unlock()
-			return
-		}
-		if !c.active && len(c.queue) == 0 {
-			c.ended = true
-			select {
-			case c.wake <- struct{}{}:
-			default:
-			}
-		}
-		c.active = false
-		c.mu.Unlock()
-		watch.Reset(linger)
+	var idle *time.Timer
+	// The stall timer closes the connection when a write takes longer than
+	// writeTimeout: one per writer run, reset per write.
+	stall := time.AfterFunc(time.Hour, func() {
+		_ = c.ws.CloseNow()
+		c.closedDown()
 	})
-	defer func() {
-		over.Store(true)
-		watch.Stop()
-	}()
-	timed := func(timeout time.Duration, msg []byte) error {
-		deadline.Store(time.Now().Add(timeout).UnixNano())
-		err := c.writeMessage(context.Background(), msg)
-		deadline.Store(0)
-		return err
-	}
+	stall.Stop()
+	defer stall.Stop()
 	var last time.Time // when this writer last wrote
 	delay := c.writeDelay
 	var wait *time.Timer // the write delay's, made on first use
@@ -300,37 +261,47 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 		done := c.isDone
 		var frames int
 		buf, frames = c.take(buf[:0])
-		if frames > 0 {
-			c.ended = false
-		}
 		if len(buf) == 0 && !done {
-			if c.ended {
-				over.Store(true)
-				c.ended = false
-				c.writing = false
-				c.wake, c.flushed = nil, nil
-				c.queue = nil // release the backing array
-				c.mu.Unlock()
-				return
-			}
 			c.mu.Unlock()
 			release()
-			<-wake // frames, a close, or the watchdog
-			continue
+			if idle == nil {
+				idle = time.NewTimer(linger)
+			} else {
+				idle.Reset(linger)
+			}
+			select {
+			case <-wake:
+				continue
+			case <-idle.C:
+			}
+			c.mu.Lock()
+			if len(c.queue) > 0 || c.isDone {
+				c.mu.Unlock()
+				continue
+			}
+			c.writing = false
+			c.wake, c.flushed = nil, nil
+			c.queue = nil // release the backing array
+			c.mu.Unlock()
+			return
 		}
 		c.mu.Unlock()
 		if done {
 			c.stopPinger()
 			if len(buf) > 0 {
 				// The write happens in the outbound's end, after the
-				// library's own deadline is gone: the watchdog bounds it.
-				_ = timed(time.Second, buf)
+				// library's own deadline is gone: the stall timer bounds it.
+				stall.Reset(time.Second)
+				_ = c.writeMessage(context.Background(), buf)
+				stall.Stop()
 			}
 			_ = c.ws.Close(c.code, c.reason)
 			c.closedDown()
 			return
 		}
-		err := timed(c.writeTimeout, buf)
+		stall.Reset(c.writeTimeout)
+		err := c.writeMessage(context.Background(), buf)
+		stall.Stop()
 		if c.writes != nil {
 			c.writes.Add(1)
 		}

@@ -33,7 +33,7 @@ func stalledPeer(t *testing.T, writeTimeout time.Duration) (cn *conn, closedDown
 		h.adopt()
 		_ = h.raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) })
 		cn := newConn(ws, h.out, 1024, writeTimeout, time.Hour, 4004)
-		var once sync.Once // the watchdog and the writer may both report
+		var once sync.Once // the stall timer and the writer may both report
 		cn.onClosed = func() { once.Do(func() { close(closedDown) }) }
 		ready <- cn
 	}))
@@ -62,8 +62,7 @@ func stalledPeer(t *testing.T, writeTimeout time.Duration) (cn *conn, closedDown
 
 // TestFinalWriteToStalledPeerEnds closes, with a big frame queued, a
 // connection whose client reads nothing: the last write must give up (the
-// writer's watchdog) and the connection end, not hang in the outbound's
-// write.
+// stall timer) and the connection end, not hang in the outbound's write.
 func TestFinalWriteToStalledPeerEnds(t *testing.T) {
 	cn, closedDown := stalledPeer(t, time.Hour)
 	// The node closes it as a slow reader with a frame queued.
