@@ -22,26 +22,13 @@ import (
 func stalledPeer(t *testing.T, writeTimeout time.Duration) (cn *conn, closedDown chan struct{}) {
 	t.Helper()
 	closedDown = make(chan struct{})
-	ready := make(chan *conn, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := &hijacker{ResponseWriter: w}
-		ws, err := websocket.Accept(h, r, nil)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		h.adopt()
+	url, ready := serveConns(t, writeTimeout, func(h *hijacker) {
 		_ = h.raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) })
-		cn := newConn(ws, h.out, 1024, writeTimeout, time.Hour, 4004)
-		var once sync.Once // the stall timer and the writer may both report
-		cn.onClosed = func() { once.Do(func() { close(closedDown) }) }
-		ready <- cn
-	}))
-	t.Cleanup(srv.Close)
+	})
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 	}}
-	nc, err := d.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	nc, err := d.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +44,31 @@ func stalledPeer(t *testing.T, writeTimeout time.Duration) (cn *conn, closedDown
 			break
 		}
 	}
-	return <-ready, closedDown
+	cn = <-ready
+	var once sync.Once // the stall timer and the writer may both report
+	cn.onClosed = func() { once.Do(func() { close(closedDown) }) }
+	return cn, closedDown
+}
+
+// serveConns serves WebSocket connections as the node does (through the
+// hijacker's outbound) and hands each over as a conn, after tune.
+func serveConns(t *testing.T, writeTimeout time.Duration, tune func(*hijacker)) (url string, ready <-chan *conn) {
+	conns := make(chan *conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := &hijacker{ResponseWriter: w}
+		ws, err := websocket.Accept(h, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		h.adopt()
+		if tune != nil {
+			tune(h)
+		}
+		conns <- newConn(ws, h.out, 1024, writeTimeout, time.Hour, 4004)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, conns
 }
 
 // TestFinalWriteToStalledPeerEnds closes, with a big frame queued, a
@@ -96,20 +107,9 @@ func TestStalledWriteEnds(t *testing.T) {
 // come and ends once none came for a while: an idle connection holds no
 // goroutine.
 func TestWriterEndsWhenIdle(t *testing.T) {
-	ready := make(chan *conn, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := &hijacker{ResponseWriter: w}
-		ws, err := websocket.Accept(h, r, nil)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		h.adopt()
-		ready <- newConn(ws, h.out, 1024, time.Second, time.Hour, 4004)
-	}))
-	defer srv.Close()
+	url, ready := serveConns(t, time.Second, nil)
 	ctx := t.Context()
-	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
