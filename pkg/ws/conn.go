@@ -63,20 +63,16 @@ func (c *conn) start() {
 	}
 }
 
-// writeMessage writes one message, gathered into one write call when the
-// connection has an outbound. It takes the background context: a write that
-// stalls is ended by the writer's stall timer, which closes the connection
-// (a context would cost an allocation and a registration per write).
-func (c *conn) writeMessage(ctx context.Context, msg []byte) error {
+// writeMessage writes msg[headroom:] as one text message. The writer frames
+// it itself, in one write call, when the connection has an outbound;
+// otherwise the library writes it. There is no context: a write that stalls
+// is ended by the writer's stall timer, which closes the connection (a
+// context would cost an allocation and a registration per write).
+func (c *conn) writeMessage(msg []byte) error {
 	if c.out == nil {
-		return c.ws.Write(ctx, websocket.MessageText, msg)
+		return c.ws.Write(context.Background(), websocket.MessageText, msg[headroom:])
 	}
-	c.out.begin()
-	err := c.ws.Write(ctx, websocket.MessageText, msg)
-	if err2 := c.out.end(); err == nil {
-		err = err2
-	}
-	return err
+	return c.out.writeText(msg)
 }
 
 // Send queues a frame without blocking; false when the queue is full. A
@@ -179,11 +175,11 @@ var batchBuffers = sync.Pool{New: func() any {
 	return &b
 }}
 
-// take removes up to maxBatch bytes of frames from the queue into buf, one
+// take appends up to maxBatch bytes of frames from the queue to buf, one
 // frame per line, and says how many. Called with c.mu held.
 func (c *conn) take(buf []byte) ([]byte, int) {
 	n := 0
-	for n < len(c.queue) && (n == 0 || len(buf)+len(c.queue[n]) < maxBatch) {
+	for n < len(c.queue) && (n == 0 || len(buf)+len(c.queue[n]) < headroom+maxBatch) {
 		if n > 0 {
 			buf = append(buf, '\n')
 		}
@@ -234,34 +230,37 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 	delay := c.writeDelay
 	var wait *time.Timer // the write delay's, made on first use
 	for {
-		if d := delay - time.Since(last); d > 0 && !last.IsZero() {
-			c.mu.Lock()
-			urgent := c.urgent
-			c.mu.Unlock()
-			if !urgent {
-				if wait == nil {
-					wait = time.NewTimer(d)
-					defer wait.Stop()
-				} else {
-					wait.Reset(d)
-				}
-				select { // let frames gather, unless a reply or a close is queued
-				case <-wait.C:
-				case <-flushed:
-				case <-c.closed:
-				}
+		c.mu.Lock()
+		urgent, quiet := c.urgent, len(c.queue) == 0 && !c.isDone && delay == c.writeDelay
+		c.mu.Unlock()
+		// Let frames gather for the delay since the last write, unless a
+		// reply or a close is queued. A quiet connection (nothing queued,
+		// its delay back at the least) first waits for frames instead: a
+		// wait for the delay would mostly find nothing to write.
+		if d := delay - time.Since(last); d > 0 && !last.IsZero() && !urgent && !quiet {
+			if wait == nil {
+				wait = time.NewTimer(d)
+				defer wait.Stop()
+			} else {
+				wait.Reset(d)
+			}
+			select {
+			case <-wait.C:
+			case <-flushed:
+			case <-c.closed:
 			}
 		}
 		if bp == nil {
 			bp = batchBuffers.Get().(*[]byte)
 			buf = (*bp)[:0]
 		}
+		// The message is framed in the headroom in front of its frames.
 		c.mu.Lock()
 		c.urgent = false
 		done := c.isDone
 		var frames int
-		buf, frames = c.take(buf[:0])
-		if len(buf) == 0 && !done {
+		buf, frames = c.take(buf[:headroom])
+		if frames == 0 && !done {
 			c.mu.Unlock()
 			release()
 			if idle == nil {
@@ -288,11 +287,10 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 		c.mu.Unlock()
 		if done {
 			c.stopPinger()
-			if len(buf) > 0 {
-				// The write happens in the outbound's end, after the
-				// library's own deadline is gone: the stall timer bounds it.
+			if frames > 0 {
+				// The stall timer bounds the last write.
 				stall.Reset(time.Second)
-				_ = c.writeMessage(context.Background(), buf)
+				_ = c.writeMessage(buf)
 				stall.Stop()
 			}
 			_ = c.ws.Close(c.code, c.reason)
@@ -300,7 +298,7 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 			return
 		}
 		stall.Reset(c.writeTimeout)
-		err := c.writeMessage(context.Background(), buf)
+		err := c.writeMessage(buf)
 		stall.Stop()
 		if c.writes != nil {
 			c.writes.Add(1)

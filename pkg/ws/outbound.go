@@ -2,71 +2,53 @@ package ws
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
-	"net"
 	"sync"
+	"time"
 )
 
-// outbound is what the WebSocket library writes a connection to: the socket,
-// with no buffer of its own between messages.
+// outbound is the socket under a connection, shared by two writers: the
+// WebSocket library, which writes the control frames (pings, pongs, the
+// close frame) from its own goroutines, and the connection's writer, which
+// writes the data messages itself (writeText): it frames them in the
+// headroom its batch buffer keeps in front, so that a message goes out in
+// one write call with no copy and none of the library's per-message work
+// (its locks, its writer state, its bufio buffer between us and the socket:
+// the library's is 16 bytes, so it passes most of a frame straight through).
 //
-// The library writes a frame's header and payload through its bufio.Writer
-// and flushes at the end of the frame; given a 16-byte one, it passes most
-// of a message straight through. Between begin and end (the writer's whole
-// message) outbound gathers the pieces and sends them in one write call
-// (writev): small pieces are copied, large ones (the writer's own batch,
-// which stays untouched until end) are referenced, so a message is never
-// copied whole. Outside begin and end (pings, pongs and the close frame,
-// written by the library from other goroutines) pieces go out at once.
+// Frames must not interleave. Both writers write under mu, and outbound
+// follows the library's frames through the pieces it writes: writeText
+// waits while a library frame is half written, and writes nothing after the
+// library's close frame.
 type outbound struct {
 	dst io.Writer
 
 	mu        sync.Mutex
-	frameLeft int // bytes of the library's current frame not yet written to us
-	batching  bool
-	small     [64]byte    // copied pieces, until full
-	smallLen  int         // bytes used in small
-	pieces    net.Buffers // what end writes, in order
+	frameLeft int   // bytes of the library's current frame not yet written to us
+	closeSent bool  // the library wrote a close frame
+	err       error // a write to dst failed: the socket is unusable
 }
 
-// largePiece is the size from which a piece written while batching is
-// referenced rather than copied: larger than any control frame, whose
-// payload the library may reuse.
-const largePiece = 256
+// headroom is the space a message kept in front of its payload for the
+// frame header: at most 10 bytes for a server's (unmasked) frame.
+const headroom = 10
 
+// errCloseSent refuses a data message after the close frame.
+var errCloseSent = errors.New("websocket: close frame already sent")
+
+// Write is the library's writer: pieces of its frames, passed on at once.
 func (o *outbound) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	closing := o.track(p)
-	if closing && o.batching {
-		// The library closes the socket right after a close frame that
-		// answers the peer's: it cannot wait for end. What was gathered
-		// goes first.
-		o.batching = false
-		if err := o.flush(); err != nil {
-			return 0, err
-		}
+	if o.track(p) {
+		o.closeSent = true
 	}
-	if !o.batching {
-		return o.dst.Write(p)
+	n, err := o.dst.Write(p)
+	if err != nil && o.err == nil {
+		o.err = err
 	}
-	if len(p) >= largePiece {
-		o.pieces = append(o.pieces, p)
-		return len(p), nil
-	}
-	if o.smallLen+len(p) > len(o.small) {
-		o.pieces = append(o.pieces, append([]byte(nil), p...))
-		return len(p), nil
-	}
-	// Extend the last piece if it ends where this copy goes.
-	start := o.smallLen
-	o.smallLen += copy(o.small[start:], p)
-	if n := len(o.pieces); n > 0 && len(o.pieces[n-1]) > 0 && start > 0 && &o.pieces[n-1][len(o.pieces[n-1])-1] == &o.small[start-1] {
-		o.pieces[n-1] = o.small[start-len(o.pieces[n-1]) : o.smallLen]
-	} else {
-		o.pieces = append(o.pieces, o.small[start:o.smallLen])
-	}
-	return len(p), nil
+	return n, err
 }
 
 // track follows the library's frames through the pieces written, and says
@@ -89,36 +71,58 @@ func (o *outbound) track(p []byte) (closing bool) {
 	return closing
 }
 
-// begin gathers what the library writes until end.
-func (o *outbound) begin() {
-	o.mu.Lock()
-	o.batching = true
-	o.mu.Unlock()
-}
+// midFrameWait bounds how long writeText waits for the library to finish a
+// frame it has begun: the library writes a frame's pieces back to back, so
+// a frame unfinished for that long belongs to a writer that gave up (and
+// closed the socket).
+const midFrameWait = time.Second
 
-// end writes what was gathered, in one call, and stops gathering.
-func (o *outbound) end() error {
+// writeText writes msg[headroom:] as one final text frame in one write
+// call, the header going into the headroom.
+func (o *outbound) writeText(msg []byte) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.batching = false
-	return o.flush()
+	// Rare: a ping, pong or close frame larger than the library's buffer is
+	// on its way in pieces.
+	var since time.Time
+	for o.frameLeft > 0 && o.err == nil {
+		if since.IsZero() {
+			since = time.Now()
+		} else if time.Since(since) >= midFrameWait {
+			return errors.New("websocket: a control frame was left half written")
+		}
+		o.mu.Unlock()
+		time.Sleep(100 * time.Microsecond)
+		o.mu.Lock()
+	}
+	switch {
+	case o.err != nil:
+		return o.err
+	case o.closeSent:
+		return errCloseSent
+	}
+	frame := msg[headroom-putHeader(msg[:headroom], len(msg)-headroom):]
+	if _, err := o.dst.Write(frame); err != nil {
+		o.err = err
+		return err
+	}
+	return nil
 }
 
-// flush writes the pieces gathered. Called with o.mu held.
-func (o *outbound) flush() error {
-	var err error
-	switch len(o.pieces) {
-	case 0:
-	case 1:
-		_, err = o.dst.Write(o.pieces[0])
+// putHeader writes a final, unmasked text frame's header for a payload of n
+// bytes at the end of h (10 bytes) and returns its length.
+func putHeader(h []byte, n int) int {
+	switch {
+	case n < 126:
+		h[8], h[9] = 0x81, byte(n)
+		return 2
+	case n <= 0xffff:
+		h[6], h[7] = 0x81, 126
+		binary.BigEndian.PutUint16(h[8:], uint16(n))
+		return 4
 	default:
-		bufs := o.pieces // WriteTo consumes the slice it is given
-		_, err = bufs.WriteTo(o.dst)
+		h[0], h[1] = 0x81, 127
+		binary.BigEndian.PutUint64(h[2:], uint64(n))
+		return 10
 	}
-	clear(o.pieces)
-	o.pieces, o.smallLen = o.pieces[:0], 0
-	if cap(o.pieces) > 8 {
-		o.pieces = nil
-	}
-	return err
 }

@@ -3,8 +3,11 @@ package ws
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
+	"sync"
 	"testing"
+	"time"
 )
 
 type recorder struct{ writes [][]byte }
@@ -46,76 +49,157 @@ func writeLikeLibrary(t *testing.T, o *outbound, frame []byte) {
 	}
 }
 
-// TestOutboundGathers writes random frames between begin and end: nothing
-// reaches the socket before end, then all of it in order; outside a batch
-// each piece goes out at once.
-func TestOutboundGathers(t *testing.T) {
+// withHeadroom returns payload behind headroom bytes of junk, as the writer
+// hands a message over.
+func withHeadroom(payload []byte) []byte {
+	return append(bytes.Repeat([]byte{0xee}, headroom), payload...)
+}
+
+// TestOutboundFramesText: writeText sends exactly the frame the library
+// would, in one write call, at every header size.
+func TestOutboundFramesText(t *testing.T) {
+	for _, n := range []int{0, 1, 125, 126, 127, 4000, 0xffff, 0x10000, 70000} {
+		rec := &recorder{}
+		o := &outbound{dst: rec}
+		payload := bytes.Repeat([]byte{'x'}, n)
+		if err := o.writeText(withHeadroom(payload)); err != nil {
+			t.Fatal(err)
+		}
+		if len(rec.writes) != 1 {
+			t.Fatalf("%d bytes: %d write calls, want 1", n, len(rec.writes))
+		}
+		if got, want := rec.all(), serverFrame(opText, payload); !bytes.Equal(got, want) {
+			t.Fatalf("%d bytes: wrote %q, want %q", n, head(got), head(want))
+		}
+	}
+}
+
+// TestOutboundInterleaves writes the library's frames and text messages in
+// random order, the library's in pieces: the socket gets them all, whole and
+// in order, the library's passed on at once.
+func TestOutboundInterleaves(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for run := 0; run < 200; run++ {
 		rec := &recorder{}
 		o := &outbound{dst: rec}
 		var want []byte
-		o.begin()
-		for i := rng.IntN(6); i >= 0; i-- {
-			op := []byte{opText, opPing, opPong}[rng.IntN(3)]
-			n := rng.IntN(126)
-			if op == opText {
-				n = []int{1, 14, 100, 300, 4000, 70000}[rng.IntN(6)]
+		for i := rng.IntN(8); i >= 0; i-- {
+			if rng.IntN(2) == 0 {
+				payload := bytes.Repeat([]byte{byte('a' + i)}, []int{1, 14, 100, 300, 4000, 70000}[rng.IntN(6)])
+				if err := o.writeText(withHeadroom(payload)); err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, serverFrame(opText, payload)...)
+				continue
 			}
-			f := serverFrame(op, bytes.Repeat([]byte{byte('a' + i)}, n))
-			want = append(want, f...)
+			f := serverFrame([]byte{opPing, opPong}[rng.IntN(2)], bytes.Repeat([]byte{byte('a' + i)}, rng.IntN(126)))
+			n := len(rec.writes)
 			writeLikeLibrary(t, o, f)
-		}
-		if len(rec.writes) != 0 {
-			t.Fatalf("run %d: %d writes before end", run, len(rec.writes))
-		}
-		if err := o.end(); err != nil {
-			t.Fatal(err)
+			if len(rec.writes) == n {
+				t.Fatalf("run %d: a control frame was held back", run)
+			}
+			want = append(want, f...)
 		}
 		if got := rec.all(); !bytes.Equal(got, want) {
 			t.Fatalf("run %d: wrote %q, want %q", run, head(got), head(want))
 		}
-		n := len(rec.writes)
-		writeLikeLibrary(t, o, serverFrame(opPing, []byte("1")))
-		if len(rec.writes) != n+1 {
-			t.Fatalf("outside a batch a frame must go out at once")
-		}
 	}
 }
 
-// TestOutboundCloseFrameGoesOut: a close frame written during a batch (the
-// library answering the peer's close, then closing the socket) goes out at
-// once, after what was gathered.
-func TestOutboundCloseFrameGoesOut(t *testing.T) {
+// TestOutboundWaitsForLibraryFrame: a text message written while the
+// library is half way through a frame goes out after that frame, not into
+// it.
+func TestOutboundWaitsForLibraryFrame(t *testing.T) {
+	rec := &lockedRecorder{}
+	o := &outbound{dst: rec}
+	pong := serverFrame(opPong, bytes.Repeat([]byte("p"), 100))
+	if _, err := o.Write(pong[:16]); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- o.writeText(withHeadroom([]byte("hello"))) }()
+	select {
+	case err := <-done:
+		t.Fatalf("writeText returned (%v) in the middle of a frame", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := o.Write(pong[16:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rec.all(), append(bytes.Clone(pong), serverFrame(opText, []byte("hello"))...); !bytes.Equal(got, want) {
+		t.Fatalf("wrote %q, want the pong then the text", head(got))
+	}
+}
+
+// TestOutboundGivesUpOnHalfFrame: a library frame never finished (its
+// writer gave up) fails the text message instead of blocking it forever.
+func TestOutboundGivesUpOnHalfFrame(t *testing.T) {
 	rec := &recorder{}
 	o := &outbound{dst: rec}
-	data := serverFrame(opText, bytes.Repeat([]byte("x"), 500))
+	if _, err := o.Write(serverFrame(opPong, bytes.Repeat([]byte("p"), 100))[:16]); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := o.writeText(withHeadroom([]byte("hello"))); err == nil {
+		t.Fatal("writeText succeeded inside an unfinished frame")
+	}
+	if d := time.Since(start); d < midFrameWait/2 || d > 10*midFrameWait {
+		t.Fatalf("gave up after %v, want about %v", d, midFrameWait)
+	}
+	if len(rec.writes) != 1 {
+		t.Fatalf("%d writes, want only the library's piece", len(rec.writes))
+	}
+}
+
+// TestOutboundNothingAfterClose: once the library has written its close
+// frame, text messages are refused and nothing follows it.
+func TestOutboundNothingAfterClose(t *testing.T) {
+	rec := &recorder{}
+	o := &outbound{dst: rec}
 	closing := serverFrame(opClose, []byte{0x03, 0xe8})
-	o.begin()
-	writeLikeLibrary(t, o, data)
 	writeLikeLibrary(t, o, closing)
-	if got, want := rec.all(), append(bytes.Clone(data), closing...); !bytes.Equal(got, want) {
-		t.Fatalf("before end: wrote %q, want the data frame then the close frame", head(got))
+	if err := o.writeText(withHeadroom([]byte("late"))); !errors.Is(err, errCloseSent) {
+		t.Fatalf("writeText after close: %v, want errCloseSent", err)
 	}
-	if err := o.end(); err != nil {
-		t.Fatal(err)
+	if got := rec.all(); !bytes.Equal(got, closing) {
+		t.Fatalf("wrote %q, want only the close frame", head(got))
 	}
 }
 
-// TestOutboundCopiesSmallPieces: a small piece (a control frame's payload,
-// which the library reuses) is copied; the caller may change it at once.
-func TestOutboundCopiesSmallPieces(t *testing.T) {
-	rec := &recorder{}
-	o := &outbound{dst: rec}
-	f := serverFrame(opPong, []byte("payload"))
-	want := bytes.Clone(f)
-	o.begin()
-	writeLikeLibrary(t, o, f)
-	clear(f)
-	if err := o.end(); err != nil {
-		t.Fatal(err)
+// TestOutboundKeepsWriteError: after a failed write every text message
+// fails at once.
+func TestOutboundKeepsWriteError(t *testing.T) {
+	o := &outbound{dst: failingWriter{}}
+	if _, err := o.Write(serverFrame(opPing, []byte("1"))); err == nil {
+		t.Fatal("write to a failing socket succeeded")
 	}
-	if got := rec.all(); !bytes.Equal(got, want) {
-		t.Fatalf("wrote %q, want %q", got, want)
+	if err := o.writeText(withHeadroom([]byte("x"))); !errors.Is(err, errBroken) {
+		t.Fatalf("writeText after a failed write: %v, want the write's error", err)
 	}
+}
+
+var errBroken = errors.New("broken pipe")
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errBroken }
+
+type lockedRecorder struct {
+	mu sync.Mutex
+	recorder
+}
+
+func (r *lockedRecorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.recorder.Write(p)
+}
+
+func (r *lockedRecorder) all() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.recorder.all()
 }
