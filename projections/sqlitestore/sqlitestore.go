@@ -42,13 +42,15 @@ type Stmt struct {
 	reader bool
 	into   **sql.Stmt
 	query  string
+	rows   **Rows // a Rows instead, over rows of the form row
+	row    string
 }
 
 // Writer prepares query on the writer, into *into: for Apply and its loader.
-func Writer(into **sql.Stmt, query string) Stmt { return Stmt{false, into, query} }
+func Writer(into **sql.Stmt, query string) Stmt { return Stmt{into: into, query: query} }
 
 // Reader prepares query on the readers, into *into.
-func Reader(into **sql.Stmt, query string) Stmt { return Stmt{true, into, query} }
+func Reader(into **sql.Stmt, query string) Stmt { return Stmt{reader: true, into: into, query: query} }
 
 const busyTimeout = 10 * time.Second
 
@@ -100,6 +102,17 @@ func Open(ctx context.Context, model, path, name, schema string, stmts ...Stmt) 
 		Writer(&db.setPos, `INSERT INTO {N}_position (id, position) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET position = excluded.position`),
 	}, stmts...)
 	for _, p := range all {
+		if p.rows != nil {
+			r := new(Rows)
+			sts, err := r.prepare(ctx, db.W, db.SQL(p.query), p.row)
+			db.stmts = append(db.stmts, sts...)
+			if err != nil {
+				_ = db.Close()
+				return nil, fmt.Errorf("open %s store %s (%s): prepare %q: %w", model, path, name, p.query, err)
+			}
+			*p.rows = r
+			continue
+		}
 		on := db.W
 		if p.reader {
 			on = db.R
@@ -165,4 +178,60 @@ func (db *DB) Close() error {
 		db.closeErr = errors.Join(errs...)
 	})
 	return db.closeErr
+}
+
+// MaxRows is the most rows one statement of a Rows covers.
+const MaxRows = 64
+
+// Rows is a statement over many rows at once on the writer: a multi-row
+// INSERT, or a lookup of many keys with IN (VALUES ...). One statement per
+// row pays database/sql's and the driver's work per row (about half the
+// cost of projecting a message). Its query holds {ROWS}, which becomes k
+// copies of its row, comma-separated: Open prepares it for every power of
+// two k up to MaxRows.
+type Rows struct {
+	width int               // placeholders in a row
+	byLen map[int]*sql.Stmt // k -> the statement for k rows
+}
+
+// WriterRows prepares query, with {ROWS}, over rows of the form row (such as
+// "(?, ?)") on the writer, into *into.
+func WriterRows(into **Rows, query, row string) Stmt {
+	return Stmt{rows: into, row: row, query: query}
+}
+
+// Each runs fn for n rows in order, in chunks of at most MaxRows (a power of
+// two each): fn gets the statement for its chunk, in tx, and the chunk's
+// rows [from, to). Its arguments are the chunk's rows' in order, Width per
+// row.
+func (r *Rows) Each(ctx context.Context, tx *sql.Tx, n int, fn func(st *sql.Stmt, from, to int) error) error {
+	for from := 0; from < n; {
+		k := MaxRows
+		for k > n-from {
+			k /= 2
+		}
+		if err := fn(tx.StmtContext(ctx, r.byLen[k]), from, from+k); err != nil {
+			return err
+		}
+		from += k
+	}
+	return nil
+}
+
+// Width is the number of placeholders in one row.
+func (r *Rows) Width() int { return r.width }
+
+// prepare prepares q for every power of two rows up to MaxRows on w.
+func (r *Rows) prepare(ctx context.Context, w *sql.DB, q, row string) ([]*sql.Stmt, error) {
+	r.width, r.byLen = strings.Count(row, "?"), make(map[int]*sql.Stmt)
+	var all []*sql.Stmt
+	for k := 1; k <= MaxRows; k *= 2 {
+		st, err := w.PrepareContext(ctx, strings.Replace(q, "{ROWS}", strings.TrimSuffix(strings.Repeat(row+", ", k), ", "), 1))
+		if err != nil {
+			return all, err
+		}
+		r.byLen[k] = st
+		all = append(all, st)
+	}
+	return all, nil
 }

@@ -122,3 +122,52 @@ func TestOpenErr(t *testing.T) {
 		})
 	}
 }
+
+// TestRows: a Rows inserts any number of rows in chunks of powers of two up
+// to MaxRows, each row once and in order.
+func TestRows(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var put *sqlitestore.Rows
+	var count *sql.Stmt
+	db := open(t, filepath.Join(t.TempDir(), "p.db"), "things_v1",
+		sqlitestore.WriterRows(&put, `INSERT INTO {N}_things (id) VALUES {ROWS}`, `(?)`),
+		sqlitestore.Reader(&count, `SELECT count(*) FROM {N}_things`))
+	if put.Width() != 1 {
+		t.Fatalf("width %d, want 1", put.Width())
+	}
+	total := 0
+	for _, n := range []int{0, 1, 2, 3, 63, 64, 65, 129, 200} {
+		tx, err := db.W.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := 0
+		err = put.Each(ctx, tx, n, func(st *sql.Stmt, from, to int) error {
+			if k := to - from; from != next || k < 1 || k > sqlitestore.MaxRows || k&(k-1) != 0 {
+				t.Fatalf("n=%d: chunk [%d, %d) after %d", n, from, to, next)
+			}
+			next = to
+			args := make([]any, 0, to-from)
+			for i := from; i < to; i++ {
+				args = append(args, total+i)
+			}
+			_, err := st.ExecContext(ctx, args...)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next != n {
+			t.Fatalf("n=%d: chunks covered %d rows", n, next)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		total += n
+		var got int
+		if err := count.QueryRowContext(ctx).Scan(&got); err != nil || got != total {
+			t.Fatalf("n=%d: %d rows (%v), want %d", n, got, err, total)
+		}
+	}
+}

@@ -33,10 +33,12 @@ import (
 type Store struct {
 	db *sqlitestore.DB
 
-	bySeq, byClient, reactionsOf  *sql.Stmt // on w, for Fold's loader
-	upsert, clearReacts, addReact *sql.Stmt // on w
-	latest, before, after         *sql.Stmt // on r
-	pageReacts                    *sql.Stmt // on r
+	bySeq, byClient       *sqlitestore.Rows // on w, for Fold's loader
+	reactionsOf           *sql.Stmt         // on w, for Fold's loader
+	upsert                *sqlitestore.Rows // on w
+	clearReacts, addReact *sql.Stmt         // on w
+	latest, before, after *sql.Stmt         // on r
+	pageReacts            *sql.Stmt         // on r
 }
 
 var _ history.Store = (*Store)(nil)
@@ -81,12 +83,12 @@ const cols = `room, seq, id, author, ts, text, edited, edited_at, deleted`
 // stmts are the statements Open prepares.
 func (s *Store) stmts() []sqlitestore.Stmt {
 	return []sqlitestore.Stmt{
-		sqlitestore.Writer(&s.bySeq, `SELECT `+cols+` FROM {N}_messages WHERE room = ? AND seq = ?`),
-		sqlitestore.Writer(&s.byClient, `SELECT `+cols+` FROM {N}_messages WHERE room = ? AND author = ? AND id = ?`),
+		sqlitestore.WriterRows(&s.bySeq, `SELECT `+cols+` FROM {N}_messages WHERE (room, seq) IN (VALUES {ROWS})`, `(?, ?)`),
+		sqlitestore.WriterRows(&s.byClient, `SELECT `+cols+` FROM {N}_messages WHERE (room, author, id) IN (VALUES {ROWS})`, `(?, ?, ?)`),
 		sqlitestore.Writer(&s.reactionsOf, `SELECT seq, emoji, user FROM {N}_reactions WHERE room = ? AND seq = ? ORDER BY emoji, user`),
-		sqlitestore.Writer(&s.upsert, `INSERT INTO {N}_messages (`+cols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		sqlitestore.WriterRows(&s.upsert, `INSERT INTO {N}_messages (`+cols+`) VALUES {ROWS}
 			ON CONFLICT (room, seq) DO UPDATE SET text = excluded.text, edited = excluded.edited,
-				edited_at = excluded.edited_at, deleted = excluded.deleted`),
+				edited_at = excluded.edited_at, deleted = excluded.deleted`, `(?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		sqlitestore.Writer(&s.clearReacts, `DELETE FROM {N}_reactions WHERE room = ? AND seq = ?`),
 		sqlitestore.Writer(&s.addReact, `INSERT INTO {N}_reactions (room, seq, emoji, user) VALUES (?, ?, ?, ?)`),
 		sqlitestore.Reader(&s.latest, `SELECT `+cols+` FROM {N}_messages WHERE room = ? ORDER BY seq DESC LIMIT ?`),
@@ -128,11 +130,22 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
 	if b.Position == pos {
 		return tx.Rollback()
 	}
-	upsert, clearReacts, addReact := tx.StmtContext(ctx, s.upsert), tx.StmtContext(ctx, s.clearReacts), tx.StmtContext(ctx, s.addReact)
-	for _, m := range b.Messages {
-		if _, err := upsert.ExecContext(ctx, m.Room, int64(m.Seq), m.ID, m.Author, projections.Nanos(m.Time), m.Text, m.Edited, projections.Nanos(m.EditedAt), m.Deleted); err != nil {
-			return fmt.Errorf("apply history: write message %s/%d: %w", m.Room, m.Seq, err)
+	args := make([]any, 0, sqlitestore.MaxRows*s.upsert.Width())
+	err = s.upsert.Each(ctx, tx, len(b.Messages), func(st *sql.Stmt, from, to int) error {
+		args = args[:0]
+		for _, m := range b.Messages[from:to] {
+			args = append(args, m.Room, int64(m.Seq), m.ID, m.Author, projections.Nanos(m.Time), m.Text, m.Edited, projections.Nanos(m.EditedAt), m.Deleted)
 		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("write messages %s/%d...: %w", b.Messages[from].Room, b.Messages[from].Seq, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("apply history: %w", err)
+	}
+	clearReacts, addReact := tx.StmtContext(ctx, s.clearReacts), tx.StmtContext(ctx, s.addReact)
+	for _, m := range b.Messages {
 		if stored[history.MessageKey{Room: m.Room, Seq: m.Seq}] {
 			if _, err := clearReacts.ExecContext(ctx, m.Room, int64(m.Seq)); err != nil {
 				return fmt.Errorf("apply history: write reactions %s/%d: %w", m.Room, m.Seq, err)
@@ -170,16 +183,26 @@ func (s *Store) load(ctx context.Context, tx *sql.Tx, l history.Lookup) ([]histo
 		}
 		return err
 	}
-	bySeq, byClient := tx.StmtContext(ctx, s.bySeq), tx.StmtContext(ctx, s.byClient)
-	for _, k := range l.Seqs {
-		if err := collect(bySeq.QueryContext(ctx, k.Room, int64(k.Seq))); err != nil {
-			return nil, err
+	var args []any
+	err := s.bySeq.Each(ctx, tx, len(l.Seqs), func(st *sql.Stmt, from, to int) error {
+		args = args[:0]
+		for _, k := range l.Seqs[from:to] {
+			args = append(args, k.Room, int64(k.Seq))
 		}
+		return collect(st.QueryContext(ctx, args...))
+	})
+	if err != nil {
+		return nil, err
 	}
-	for _, k := range l.IDs {
-		if err := collect(byClient.QueryContext(ctx, k.Room, k.Author, k.ID)); err != nil {
-			return nil, err
+	err = s.byClient.Each(ctx, tx, len(l.IDs), func(st *sql.Stmt, from, to int) error {
+		args = args[:0]
+		for _, k := range l.IDs[from:to] {
+			args = append(args, k.Room, k.Author, k.ID)
 		}
+		return collect(st.QueryContext(ctx, args...))
+	})
+	if err != nil {
+		return nil, err
 	}
 	reactionsOf := tx.StmtContext(ctx, s.reactionsOf)
 	for i := range out {

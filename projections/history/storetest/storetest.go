@@ -8,6 +8,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -252,6 +253,29 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		Events:    scripted.Take(),
 	})
 
+	t.Run("LargeBatchesMatchTheReference", func(t *testing.T) {
+		// Batches past the adapters' multi-row statements (64 rows), with
+		// sizes that are not powers of two: the same messages as the
+		// reference model.
+		s, ref := fresh(t), history.NewMemory()
+		var l eventLog
+		bigScript(&l)
+		all := l.Take()
+		for _, n := range []int{1, 3, 64, 65, 127, 200, len(all)} {
+			batch := all[:min(n, len(all))]
+			all = all[len(batch):]
+			apply(t, s, batch)
+			if err := ref.Apply(context.Background(), batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := dump(t, ref)
+		if len(want) < 200 {
+			t.Fatalf("the script made %d messages, want at least 200", len(want))
+		}
+		equal(t, dump(t, s), want)
+	})
+
 	t.Run("IgnoredAndInvalidEventsAdvancePosition", func(t *testing.T) {
 		s := fresh(t)
 		position(t, s, 0)
@@ -350,6 +374,39 @@ func script(l *eventLog) {
 	l.sent("a", "cat", "a3", "third")
 	l.unreact("c", "ann", c1.Seq, "❤")
 	l.react("c", "ann", c1.Seq, "❤")
+}
+
+// bigScript appends about 600 events over three rooms: sends (some retried),
+// then edits, deletes and reactions of earlier messages, mixed.
+func bigScript(l *eventLog) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	rooms, users := []string{"a", "b", "c"}, []string{"ann", "bob", "cat"}
+	var sent []chat.Event
+	for i := range 600 {
+		room, user := rooms[rng.IntN(3)], users[rng.IntN(3)]
+		if i < 250 || rng.IntN(3) == 0 {
+			id := fmt.Sprintf("m%d", i)
+			if len(sent) > 0 && rng.IntN(10) == 0 { // a retried send
+				e := sent[rng.IntN(len(sent))]
+				room, user, id = e.Room, e.Author, e.ID
+			}
+			sent = append(sent, l.sent(room, user, id, fmt.Sprintf("text %d", i)))
+			continue
+		}
+		e := sent[rng.IntN(len(sent))]
+		switch rng.IntN(4) {
+		case 0:
+			l.edit(e.Room, e.Author, e.Seq, fmt.Sprintf("edit %d", i))
+		case 1:
+			l.react(e.Room, user, e.Seq, []string{"👍", "🎉"}[rng.IntN(2)])
+		case 2:
+			l.unreact(e.Room, user, e.Seq, "👍")
+		default:
+			if rng.IntN(4) == 0 {
+				l.del(e.Room, e.Author, e.Seq)
+			}
+		}
+	}
 }
 
 // eventLog builds the suite's events on a projectiontest.Log.

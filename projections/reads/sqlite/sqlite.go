@@ -38,9 +38,10 @@ import (
 type Store struct {
 	db *sqlitestore.DB
 
-	loadMarker, loadMessage              *sql.Stmt // on w, for Fold's loader
-	putMarker, delMarker, putMsg, delMsg *sql.Stmt // on w
-	marker, markersOf, unread            *sql.Stmt // on r
+	loadMarker, loadMessage      *sql.Stmt         // on w, for Fold's loader
+	putMarker, delMarker, delMsg *sql.Stmt         // on w
+	putMsgs                      *sqlitestore.Rows // on w
+	marker, markersOf, unread    *sql.Stmt         // on r
 }
 
 var _ reads.Store = (*Store)(nil)
@@ -90,7 +91,7 @@ func (s *Store) stmts() []sqlitestore.Stmt {
 		sqlitestore.Writer(&s.loadMessage, `SELECT author FROM {N}_messages WHERE room = ? AND seq = ?`),
 		sqlitestore.Writer(&s.putMarker, `INSERT INTO {N}_markers (room, user, read) VALUES (?, ?, ?) ON CONFLICT (room, user) DO UPDATE SET read = excluded.read`),
 		sqlitestore.Writer(&s.delMarker, `DELETE FROM {N}_markers WHERE room = ? AND user = ?`),
-		sqlitestore.Writer(&s.putMsg, `INSERT INTO {N}_messages (room, seq, author) VALUES (?, ?, ?) ON CONFLICT (room, seq) DO UPDATE SET author = excluded.author`),
+		sqlitestore.WriterRows(&s.putMsgs, `INSERT INTO {N}_messages (room, seq, author) VALUES {ROWS} ON CONFLICT (room, seq) DO UPDATE SET author = excluded.author`, `(?, ?, ?)`),
 		sqlitestore.Writer(&s.delMsg, `DELETE FROM {N}_messages WHERE room = ? AND seq = ?`),
 		sqlitestore.Reader(&s.marker, `SELECT read FROM {N}_markers WHERE room = ? AND user = ?`),
 		sqlitestore.Reader(&s.markersOf, `SELECT room, read FROM {N}_markers WHERE user = ? ORDER BY room`),
@@ -138,10 +139,19 @@ func (s *Store) Apply(ctx context.Context, events []chat.Event) (err error) {
 			return err
 		}
 	}
-	for _, m := range b.Messages {
-		if err := exec(s.putMsg, "write message", m.Room, int64(m.Seq), m.Author); err != nil {
-			return err
+	args := make([]any, 0, sqlitestore.MaxRows*s.putMsgs.Width())
+	err = s.putMsgs.Each(ctx, tx, len(b.Messages), func(st *sql.Stmt, from, to int) error {
+		args = args[:0]
+		for _, m := range b.Messages[from:to] {
+			args = append(args, m.Room, int64(m.Seq), m.Author)
 		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("apply reads: write messages %s/%d...: %w", b.Messages[from].Room, b.Messages[from].Seq, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for _, k := range b.Deleted {
 		if err := exec(s.delMsg, "remove message", k.Room, int64(k.Seq)); err != nil {

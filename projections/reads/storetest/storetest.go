@@ -169,6 +169,24 @@ func Run(t *testing.T, newDB func(t *testing.T) Open) {
 		marker(t, s, "ann", "big", c.Seq+10, reads.MaxUnread-5)
 	})
 
+	t.Run("LargeBatchesCountEveryMessage", func(t *testing.T) {
+		// Batches past the adapters' multi-row statements (64 rows), with
+		// sizes that are not powers of two.
+		s := fresh(t)
+		var l eventLog
+		c := l.created("big", "ann")
+		apply(t, s, l.Take())
+		want := 0
+		for _, n := range []int{1, 63, 65, 300} {
+			for i := range n {
+				l.sent("big", "bob", fmt.Sprint(n, "-", i))
+			}
+			apply(t, s, l.Take())
+			want += n
+			marker(t, s, "ann", "big", c.Seq, want)
+		}
+	})
+
 	t.Run("InvalidRoomIDsAndEventTypesOnlyAdvancePosition", func(t *testing.T) {
 		s := fresh(t)
 		var l eventLog
