@@ -25,9 +25,9 @@ type hub struct {
 	mu          sync.Mutex
 	closed      bool
 	stop        func()
-	last        uint64    // seq of the last event delivered
-	lastEventAt time.Time // when the live path last brought an event
-	subs        map[*roomSub]struct{}
+	last        uint64       // seq of the last event delivered
+	lastEventAt time.Time    // when the live path last brought an event
+	subs        []*roomSub   // in no order; a sub's idx is its place
 	recent      recentFrames // the frames last delivered, ending at last
 }
 
@@ -37,6 +37,7 @@ type roomSub struct {
 	h     *hub
 	live  bool   // guarded by h.mu: receives live events
 	after uint64 // guarded by h.mu: deliver only events after this seq
+	idx   int    // guarded by h.mu: its place in h.subs, while there
 
 	active    bool          // guarded by s.mu: the join completed; Close must release h
 	cancelled bool          // guarded by s.mu: unsubscribed or left while joining
@@ -44,7 +45,7 @@ type roomSub struct {
 }
 
 func newHub(n *Node, room string) *hub {
-	return &hub{n: n, room: room, subs: make(map[*roomSub]struct{})}
+	return &hub{n: n, room: room}
 }
 
 // start subscribes to the room and reads its head. Live events that arrive
@@ -142,7 +143,8 @@ func (h *hub) deliver(ev chat.Event) {
 	}
 	h.recent.push(ev.Seq, ev.Prev, frame, h.n.cfg.ReplayWindow)
 	var sent int64
-	for sub := range h.subs {
+	// A slice, not a map: the fan-out walks it for every event.
+	for _, sub := range h.subs {
 		if !sub.live || ev.Seq <= sub.after {
 			continue
 		}
@@ -185,14 +187,28 @@ func (h *hub) checkTail(minIdle time.Duration) {
 // add registers a subscriber that is not yet live.
 func (h *hub) add(sub *roomSub) {
 	h.mu.Lock()
-	h.subs[sub] = struct{}{}
-	h.mu.Unlock()
+	defer h.mu.Unlock()
+	if !h.has(sub) {
+		sub.idx = len(h.subs)
+		h.subs = append(h.subs, sub)
+	}
 }
 
 func (h *hub) remove(sub *roomSub) {
 	h.mu.Lock()
-	delete(h.subs, sub)
-	h.mu.Unlock()
+	defer h.mu.Unlock()
+	if h.has(sub) {
+		last := len(h.subs) - 1
+		h.subs[sub.idx] = h.subs[last]
+		h.subs[sub.idx].idx = sub.idx
+		h.subs[last] = nil
+		h.subs = h.subs[:last]
+	}
+}
+
+// has says whether sub is registered. Called with h.mu held.
+func (h *hub) has(sub *roomSub) bool {
+	return sub.idx < len(h.subs) && h.subs[sub.idx] == sub
 }
 
 // goLive makes sub live if it holds everything up to the hub's position

@@ -160,7 +160,7 @@ func (h *hub) onSignal(sig chat.Signal) {
 	frame, _ := json.Marshal(f)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for sub := range h.subs {
+	for _, sub := range h.subs {
 		if sub.live && sub.s.user != sig.User {
 			sub.s.conn.Send(frame)
 		}

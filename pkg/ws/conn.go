@@ -37,6 +37,7 @@ type conn struct {
 	// The writer's signals exist while a writer runs (nil otherwise), so
 	// that an idle connection holds none.
 	wake    chan struct{} // one token: frames arrived while the writer lingers
+	parked  bool          // the writer waits on wake: the next frame must send the token
 	urgent  bool          // a queued frame must not wait for the write delay
 	flushed chan struct{} // one token: urgent was set while the writer waits
 	space   chan struct{} // made by a SendWait that waits; closed when the writer takes frames
@@ -91,8 +92,10 @@ func (c *conn) Send(frame []byte) bool {
 	return true
 }
 
-// kick starts a writer unless one runs, or wakes the one that lingers.
-// Called with c.mu held.
+// kick starts a writer unless one runs, or wakes the one that lingers. A
+// writer that is busy or waits out the write delay looks at the queue next
+// anyway: it needs no token (a send on its channel for every frame of a busy
+// connection cost as much as queueing it). Called with c.mu held.
 func (c *conn) kick() {
 	if !c.writing {
 		c.writing = true
@@ -100,9 +103,12 @@ func (c *conn) kick() {
 		go c.write(c.wake, c.flushed)
 		return
 	}
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if c.parked {
+		c.parked = false
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -261,6 +267,7 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 		var frames int
 		buf, frames = c.take(buf[:headroom])
 		if frames == 0 && !done {
+			c.parked = true
 			c.mu.Unlock()
 			release()
 			if idle == nil {
@@ -274,6 +281,7 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 			case <-idle.C:
 			}
 			c.mu.Lock()
+			c.parked = false
 			if len(c.queue) > 0 || c.isDone {
 				c.mu.Unlock()
 				continue
