@@ -302,17 +302,23 @@ func (p *parser) lit(s string) bool {
 	return true
 }
 
-// str reads up to the closing quote; an escape makes it give up.
+// str reads up to the closing quote; an escape makes it give up. One pass:
+// the strings are short, and two IndexByte calls per string cost more.
 func (p *parser) str(dst *[]byte) bool {
-	j := bytes.IndexByte(p.b[p.i:], '"')
-	if j < 0 || bytes.IndexByte(p.b[p.i:p.i+j], '\\') >= 0 {
-		return false
+	b := p.b[p.i:]
+	for j, c := range b {
+		if c == '"' {
+			if dst != nil {
+				*dst = b[:j]
+			}
+			p.i += j + 1
+			return true
+		}
+		if c == '\\' {
+			return false
+		}
 	}
-	if dst != nil {
-		*dst = p.b[p.i : p.i+j]
-	}
-	p.i += j + 1
-	return true
+	return false
 }
 
 func (p *parser) num(dst *uint64) bool {
