@@ -24,7 +24,7 @@ type conn struct {
 	pingInterval time.Duration
 	noPong       int // close code when a ping goes unanswered
 	pinger       *time.Timer
-	out          *outbound     // the socket under the library's writer: gathers a message into one write
+	out          *outbound     // the socket, shared with the library: the writer frames its messages there itself
 	onClosed     func()        // called once the writer has closed the connection
 	writes       *atomic.Int64 // counts the messages written, if set
 
