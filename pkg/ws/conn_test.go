@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -142,5 +143,52 @@ func TestWriterEndsWhenIdle(t *testing.T) {
 	cn.Send([]byte("again"))
 	if _, msg, err := client.Read(ctx); err != nil || string(msg) != "again" {
 		t.Fatalf("after the writer ended: %q, %v", msg, err)
+	}
+}
+
+// TestWriteDelayGrowsOnABusyConnection sends a frame every millisecond, half
+// the least write delay: writes that carry two frames must grow the delay,
+// so that the connection soon writes every maxWriteDelay. (Growing only at
+// four frames a write, the delay never grew from 2 ms at this rate until the
+// node fell behind: the start of every busy fan-out was a backlog.) A quiet
+// connection (TestWriterEndsWhenIdle) still gets each frame in its own
+// message.
+func TestWriteDelayGrowsOnABusyConnection(t *testing.T) {
+	url, ready := serveConns(t, time.Second, nil)
+	ctx := t.Context()
+	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.CloseNow()
+	cn := <-ready
+	var writes atomic.Int64
+	cn.writes = &writes
+	cn.writeDelay, cn.maxWriteDelay = 2*time.Millisecond, 50*time.Millisecond
+	const frames = 400
+	go func() {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for i := range frames {
+			cn.Send([]byte(strconv.Itoa(i)))
+			<-tick.C
+		}
+	}()
+	for got := 0; got < frames; {
+		_, msg, err := client.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(msg), "\n") {
+			if line != strconv.Itoa(got) {
+				t.Fatalf("frame %d: got %q", got, line)
+			}
+			got++
+		}
+	}
+	// About 400 ms of frames: a few writes while the delay grows, then one
+	// every 50 ms. Stuck at 2 ms it would be about 200.
+	if n := writes.Load(); n > frames/8 {
+		t.Fatalf("%d writes for %d frames a millisecond apart: the write delay did not grow", n, frames)
 	}
 }
