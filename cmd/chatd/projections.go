@@ -114,12 +114,16 @@ func startProjections(ctx context.Context, c config, log *jetstream.Log, rdb red
 
 	pctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	// One consumer feeds every projection of this process: a consumer
+	// each made the nats-server deliver, and nats.go parse, each event once
+	// per projection (pkg/jetstream.Shared).
+	feed := v.feed.Shared(projections.Durable("embedded"))
 	if c.Projector {
 		for _, name := range names {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := projections.Follow(pctx, reg, v.feed, name, func(ver string) (projections.Store, error) {
+				err := projections.Follow(pctx, reg, feed, name, func(ver string) (projections.Store, error) {
 					return st.Open(pctx, name, ver)
 				}, projections.DefaultBatch, logger.With("projection", name))
 				if err != nil && pctx.Err() == nil {
@@ -132,7 +136,7 @@ func startProjections(ctx context.Context, c config, log *jetstream.Log, rdb red
 			go func() {
 				defer wg.Done()
 				// One embedded process per data dir, so one durable name.
-				err := projections.Run(pctx, v.feed, "recent_memory", memRecent, projections.DefaultBatch)
+				err := projections.Run(pctx, feed, "recent_memory", memRecent, projections.DefaultBatch)
 				if err != nil && pctx.Err() == nil {
 					logger.Error("recent projection stopped", "err", err)
 				}

@@ -66,7 +66,9 @@ func TestRebuildUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		_ = projections.Follow(ctx, reg, log.Feed(nil), "history", func(v string) (projections.Store, error) { return st.History(ctx, v) }, 500, nil)
+		// Through a Shared feed, as chatd's in-process projector: the new
+		// version starts behind its consumer.
+		_ = projections.Follow(ctx, reg, log.Feed(nil).Shared(projections.Durable("embedded")), "history", func(v string) (projections.Store, error) { return st.History(ctx, v) }, 500, nil)
 	}()
 	live, err := projections.FollowLive(ctx, reg, "history", func(v string) (history.Store, error) { return st.History(ctx, v) }, nil)
 	if err != nil {

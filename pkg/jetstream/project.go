@@ -57,6 +57,35 @@ func (f *Feed) LastSeq(ctx context.Context) (uint64, error) {
 // the ack wait of messages delivered to a projector that crashed before
 // acking them.
 func (f *Feed) Run(ctx context.Context, durable string, position uint64, batch int, apply func(context.Context, []chat.Event) error) error {
+	return f.run(ctx, durable, position, batch, func(events []chat.Event) bool {
+		return f.applyRetrying(ctx, durable, events, apply)
+	}, nil)
+}
+
+// applyRetrying applies events until apply succeeds, with backoff; false
+// when ctx ended first.
+func (f *Feed) applyRetrying(ctx context.Context, durable string, events []chat.Event, apply func(context.Context, []chat.Event) error) bool {
+	for attempt := 0; ; attempt++ {
+		err := apply(ctx, events)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		f.logger.Warn("projection apply failed; retrying", "consumer", durable, "err", err, "attempt", attempt)
+		sleep(ctx, min(time.Duration(1<<min(attempt, 5))*100*time.Millisecond, 5*time.Second))
+	}
+}
+
+// errRestart ends run when its stop says so.
+var errRestart = errors.New("feed restart")
+
+// run makes the consumer durable at position+1 and hands each batch of
+// events to handle, acknowledging it once handle returns true; it returns
+// nil when ctx ends (or handle returns false), errRestart when stop (polled
+// before each fetch) says so.
+func (f *Feed) run(ctx context.Context, durable string, position uint64, batch int, handle func([]chat.Event) bool, stop func() bool) error {
 	cons, err := retry(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
 		if err := f.DeleteConsumer(ctx, durable); err != nil {
 			return nil, err
@@ -93,6 +122,9 @@ func (f *Feed) Run(ctx context.Context, durable string, position uint64, batch i
 		return p
 	}
 	for ctx.Err() == nil {
+		if stop != nil && stop() {
+			return errRestart
+		}
 		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(250*time.Millisecond))
 		if err != nil {
 			f.logger.Warn("projection fetch", "consumer", durable, "err", err)
@@ -125,15 +157,8 @@ func (f *Feed) Run(ctx context.Context, durable string, position uint64, batch i
 		if last == nil {
 			continue
 		}
-		for attempt := 0; ; attempt++ {
-			if err := apply(ctx, events); err == nil {
-				break
-			} else if ctx.Err() != nil {
-				return nil
-			} else {
-				f.logger.Warn("projection apply failed; retrying", "consumer", durable, "err", err, "attempt", attempt)
-				sleep(ctx, min(time.Duration(1<<min(attempt, 5))*100*time.Millisecond, 5*time.Second))
-			}
+		if !handle(events) {
+			return nil
 		}
 		if err := last.Ack(); err != nil {
 			f.logger.Warn("projection ack", "consumer", durable, "err", err)
