@@ -72,6 +72,19 @@ func serveConns(t *testing.T, writeTimeout time.Duration, tune func(*hijacker)) 
 	return srv.URL, conns
 }
 
+// dialConn serves one connection as the node does and dials it with the
+// library's client, which reads everything.
+func dialConn(t *testing.T) (*websocket.Conn, *conn) {
+	t.Helper()
+	url, ready := serveConns(t, time.Second, nil)
+	client, _, err := websocket.Dial(t.Context(), "ws"+strings.TrimPrefix(url, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.CloseNow() })
+	return client, <-ready
+}
+
 // TestFinalWriteToStalledPeerEnds closes, with a big frame queued, a
 // connection whose client reads nothing: the last write must give up (the
 // stall timer) and the connection end, not hang in the outbound's write.
@@ -108,14 +121,8 @@ func TestStalledWriteEnds(t *testing.T) {
 // come and ends once none came for a while: an idle connection holds no
 // goroutine.
 func TestWriterEndsWhenIdle(t *testing.T) {
-	url, ready := serveConns(t, time.Second, nil)
 	ctx := t.Context()
-	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.CloseNow()
-	cn := <-ready
+	client, cn := dialConn(t)
 	writing := func() bool {
 		cn.mu.Lock()
 		defer cn.mu.Unlock()
@@ -154,14 +161,8 @@ func TestWriterEndsWhenIdle(t *testing.T) {
 // connection (TestWriterEndsWhenIdle) still gets each frame in its own
 // message.
 func TestWriteDelayGrowsOnABusyConnection(t *testing.T) {
-	url, ready := serveConns(t, time.Second, nil)
 	ctx := t.Context()
-	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.CloseNow()
-	cn := <-ready
+	client, cn := dialConn(t)
 	var writes atomic.Int64
 	cn.writes = &writes
 	cn.writeDelay, cn.maxWriteDelay = 2*time.Millisecond, 50*time.Millisecond
