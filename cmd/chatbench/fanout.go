@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,7 @@ type fanoutOpts struct {
 	TextBytes         int
 	Client            string // subscribers: raw or pkg
 	Drain             time.Duration
+	SlowMs            float64 // deliveries slower than this are counted per second of sending
 }
 
 func fanoutFlags(fs *flag.FlagSet, rooms, subs, pubs int, rate float64) *fanoutOpts {
@@ -35,6 +37,7 @@ func fanoutFlags(fs *flag.FlagSet, rooms, subs, pubs int, rate float64) *fanoutO
 	fs.IntVar(&fo.TextBytes, "text-bytes", 0, "pad each message text to this many bytes")
 	fs.StringVar(&fo.Client, "client", "raw", "subscriber implementation: raw (lean reader) or pkg (pkg/client)")
 	fs.DurationVar(&fo.Drain, "drain", 10*time.Second, "after sending, how long to wait for the last deliveries")
+	fs.Float64Var(&fo.SlowMs, "slow-ms", 100, "count deliveries slower than this many ms by the second they were sent in (when the tail happened: slow_per_second)")
 	return fo
 }
 
@@ -68,6 +71,10 @@ type fanoutResult struct {
 	// Latency split at the event's server timestamp, over every 16th delivery.
 	LatencyToServer   latency `json:"latency_to_server"`
 	LatencyFromServer latency `json:"latency_from_server"`
+	// Deliveries slower than SlowAfterMs, by the second of the run they were
+	// sent in: whether p99 comes from the start, from bursts or from all along.
+	SlowAfterMs   float64 `json:"slow_after_ms"`
+	SlowPerSecond []int64 `json:"slow_per_second,omitempty"`
 
 	Resources resources `json:"resources"`
 	Pass      bool      `json:"pass"` // delivery >= 99%, p99 <= 250 ms, acked >= 99% of planned
@@ -134,6 +141,7 @@ type subscriber struct {
 	n      int
 	dups   int64
 	breaks atomic.Int64
+	slow   []int64 // deliveries slower than fanoutOpts.SlowMs, by second of sending
 	// delivered counts its unique deliveries: a counter per subscriber, as
 	// one shared by every reader bounced its cache line between the cores
 	// at each of the run's hundreds of thousands of deliveries a second.
@@ -151,7 +159,8 @@ type fanoutRun struct {
 	wg    sync.WaitGroup
 
 	chainBad atomic.Int64
-	closing  atomic.Bool // closeAll has begun: read errors are ours
+	closing  atomic.Bool  // closeAll has begun: read errors are ours
+	start    atomic.Int64 // when sending began, unix ns: slow deliveries are counted by second from it
 }
 
 // msgText is a message's text: send time, publisher, number, padding.
@@ -225,6 +234,7 @@ func fanoutRows(r *fanoutResult) [][2]string {
 			[2]string{"delivery latency", r.Latency.String()},
 			[2]string{"  send to server ts", r.LatencyToServer.String()},
 			[2]string{"  server ts to receipt", r.LatencyFromServer.String()},
+			[2]string{fmt.Sprintf("slow (> %g ms)", r.SlowAfterMs), slowRow(r.SlowPerSecond)},
 		)
 	}
 	rows = append(rows, [2]string{"cpu", r.Resources.String()}, [2]string{"pass", strconv.FormatBool(r.Pass)})
@@ -255,6 +265,7 @@ func fanout(ctx context.Context, o *options, fo *fanoutOpts, prefix string) (*fa
 	}
 	stats := o.startStats()
 	start := time.Now()
+	f.start.Store(start.UnixNano())
 	end := start.Add(o.Duration)
 	stopProgress := o.progress("fanout", func() string {
 		var sent, acked int64
@@ -325,6 +336,12 @@ func fanout(ctx context.Context, o *options, fo *fanoutOpts, prefix string) (*fa
 		split.fromServer.merge(&s.split.fromServer)
 		r.Duplicates += s.dups
 		r.ChainBreaks += s.breaks.Load()
+		for i, n := range s.slow {
+			for len(r.SlowPerSecond) <= i {
+				r.SlowPerSecond = append(r.SlowPerSecond, 0)
+			}
+			r.SlowPerSecond[i] += n
+		}
 		if s.pkg != nil {
 			r.Disconnects += int64(s.pkg.Reconnects())
 		}
@@ -356,6 +373,7 @@ func fanout(ctx context.Context, o *options, fo *fanoutOpts, prefix string) (*fa
 		r.DeliveriesPerSec = float64(int64(float64(r.Delivered) / el))
 	}
 	r.Latency = lat.summary()
+	r.SlowAfterMs = fo.SlowMs
 	r.LatencyToServer, r.LatencyFromServer = split.toServer.summary(), split.fromServer.summary()
 	r.Pass = r.DeliveryRatio >= 0.99 && r.Duplicates == 0 && r.ChainBreaks == 0 &&
 		float64(r.Acked) >= 0.99*float64(r.Planned) &&
@@ -521,11 +539,41 @@ func (f *fanoutRun) event(s *subscriber, now time.Time, seq, prev uint64, typ, t
 		return
 	}
 	s.delivered.Add(1)
-	s.h.add(now.Sub(time.Unix(0, sent)))
+	l := now.Sub(time.Unix(0, sent))
+	s.h.add(l)
+	if l > time.Duration(f.fo.SlowMs*float64(time.Millisecond)) {
+		if i := (sent - f.start.Load()) / int64(time.Second); i >= 0 && i < maxSlowSeconds {
+			for int64(len(s.slow)) <= i {
+				s.slow = append(s.slow, 0)
+			}
+			s.slow[i]++
+		}
+	}
 	if s.n++; s.n%splitEvery == 0 {
 		s.split.add(sent, ts, now)
 	}
 }
+
+// slowRow shows slow deliveries by second of sending: the total, then the
+// seconds that had any ("3s:1204"), at most 12 of them.
+func slowRow(perSecond []int64) string {
+	var total int64
+	var parts []string
+	for i, n := range perSecond {
+		total += n
+		if n > 0 && len(parts) < 12 {
+			parts = append(parts, fmt.Sprintf("%ds:%d", i, n))
+		}
+	}
+	if total == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d, by second sent: %s", total, strings.Join(parts, " "))
+}
+
+// maxSlowSeconds bounds slow_per_second (a run sends for at most this long
+// and counts the rest nowhere).
+const maxSlowSeconds = 24 * 3600
 
 // splitEvery is how often a subscriber splits a delivery's latency at the
 // event's server timestamp (parsing it costs about as much as the rest of

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -147,6 +148,13 @@ func TestFanout(t *testing.T) {
 			// timestamp that does not parse is not counted.
 			if c := r.LatencyToServer.Count; c == 0 || c != r.LatencyFromServer.Count || c < uint64(r.Delivered)/16-10 {
 				t.Errorf("latency split over %d/%d of %d deliveries", c, r.LatencyFromServer.Count, r.Delivered)
+			}
+			var slow int64
+			for _, n := range r.SlowPerSecond {
+				slow += n
+			}
+			if r.SlowAfterMs != 100 || slow > r.Delivered || len(r.SlowPerSecond) > 3 {
+				t.Errorf("slow deliveries: %v over %v ms of %d in a 1 s run", r.SlowPerSecond, r.SlowAfterMs, r.Delivered)
 			}
 			if r.LatencyFromServer.Max > r.Latency.Max+1 {
 				t.Errorf("server ts to receipt %v ms is over send to receipt %v ms", r.LatencyFromServer.Max, r.Latency.Max)
@@ -405,5 +413,37 @@ func TestParseText(t *testing.T) {
 		if ok != c.ok || ok && (sent != c.sent || pub != c.pub || n != c.n) {
 			t.Errorf("parseText(%q) = %d %d %d %v, want %d %d %d %v", c.in, sent, pub, n, ok, c.sent, c.pub, c.n, c.ok)
 		}
+	}
+}
+
+// TestSlowPerSecond: deliveries slower than --slow-ms are counted by the
+// second of the run they were sent in; faster ones and ones sent before the
+// run are not.
+func TestSlowPerSecond(t *testing.T) {
+	f := &fanoutRun{fo: &fanoutOpts{Pubs: 1, SlowMs: 50}}
+	t0 := time.Unix(1_700_000_000, 0)
+	f.start.Store(t0.UnixNano())
+	s := &subscriber{last: 0, got: map[int]*bitset{}, split: &latencySplit{}}
+	f.subs = []*subscriber{s}
+	sent := []byte(chat.MessageSent)
+	for i, d := range []struct{ at, lat time.Duration }{
+		{500 * time.Millisecond, 10 * time.Millisecond},   // fast
+		{1200 * time.Millisecond, 80 * time.Millisecond},  // slow, second 1
+		{3900 * time.Millisecond, 200 * time.Millisecond}, // slow, second 3
+		{3950 * time.Millisecond, 51 * time.Millisecond},  // slow, second 3
+		{-time.Second, time.Second},                       // before the run: not counted by second
+	} {
+		at := t0.Add(d.at)
+		seq := uint64(i + 1)
+		f.event(s, at.Add(d.lat), seq, seq-1, sent, msgText(nil, at, 0, seq, 0), at.AppendFormat(nil, time.RFC3339Nano))
+	}
+	if want := []int64{0, 1, 0, 2}; !slices.Equal(s.slow, want) {
+		t.Fatalf("slow by second %v, want %v", s.slow, want)
+	}
+	if got := slowRow([]int64{0, 1, 0, 2}); got != "3, by second sent: 1s:1 3s:2" {
+		t.Errorf("slowRow: %q", got)
+	}
+	if got := slowRow(nil); got != "none" {
+		t.Errorf("slowRow(nil): %q", got)
 	}
 }
