@@ -124,7 +124,7 @@ func (s *Shared) loop() {
 			defer s.mu.Unlock()
 			return s.restart || len(s.runs) == 0
 		})
-		if err != nil && !errors.Is(err, errRestart) {
+		if err != nil && !errors.Is(err, errRestart) && ctx.Err() == nil {
 			s.f.logger.Warn("shared projection feed", "consumer", s.durable, "err", err)
 			sleep(ctx, time.Second)
 		}
