@@ -236,24 +236,26 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 	delay := c.writeDelay
 	var wait *time.Timer // the write delay's, made on first use
 	for {
-		c.mu.Lock()
-		urgent, quiet := c.urgent, len(c.queue) == 0 && !c.isDone && delay == c.writeDelay
-		c.mu.Unlock()
 		// Let frames gather for the delay since the last write, unless a
 		// reply or a close is queued. A quiet connection (nothing queued,
 		// its delay back at the least) first waits for frames instead: a
 		// wait for the delay would mostly find nothing to write.
-		if d := delay - time.Since(last); d > 0 && !last.IsZero() && !urgent && !quiet {
-			if wait == nil {
-				wait = time.NewTimer(d)
-				defer wait.Stop()
-			} else {
-				wait.Reset(d)
-			}
-			select {
-			case <-wait.C:
-			case <-flushed:
-			case <-c.closed:
+		if d := delay - time.Since(last); d > 0 && !last.IsZero() {
+			c.mu.Lock()
+			urgent, quiet := c.urgent, len(c.queue) == 0 && !c.isDone && delay == c.writeDelay
+			c.mu.Unlock()
+			if !urgent && !quiet {
+				if wait == nil {
+					wait = time.NewTimer(d)
+					defer wait.Stop()
+				} else {
+					wait.Reset(d)
+				}
+				select {
+				case <-wait.C:
+				case <-flushed:
+				case <-c.closed:
+				}
 			}
 		}
 		if bp == nil {
