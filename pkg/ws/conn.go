@@ -41,6 +41,8 @@ type conn struct {
 	urgent  bool          // a queued frame must not wait for the write delay
 	flushed chan struct{} // one token: urgent was set while the writer waits
 	space   chan struct{} // made by a SendWait that waits; closed when the writer takes frames
+	stall   *time.Timer   // the running writer's stall timer (nil otherwise)
+	inWrite atomic.Bool   // the writer is inside a write: Close shortens its stall timer
 	closed  chan struct{}
 	code    websocket.StatusCode
 	reason  string
@@ -159,7 +161,13 @@ func (c *conn) Flush() {
 	}
 }
 
+// closeFlush bounds the writes after Close: what was queued before it (an
+// error frame that explains the close) goes out within it, or not at all.
+const closeFlush = time.Second
+
 // Close asks the writer to close the connection with code; it never blocks.
+// A write in progress (to a slow reader, the usual reason to close) gets
+// closeFlush more at most, not the rest of the write timeout.
 func (c *conn) Close(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -167,6 +175,9 @@ func (c *conn) Close(code int, reason string) {
 		c.isDone = true
 		c.code, c.reason = websocket.StatusCode(code), reason
 		close(c.closed)
+		if c.stall != nil && c.inWrite.Load() && c.writeTimeout > closeFlush {
+			c.stall.Reset(closeFlush)
+		}
 		c.kick()
 	}
 }
@@ -232,6 +243,14 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 	})
 	stall.Stop()
 	defer stall.Stop()
+	c.mu.Lock()
+	c.stall = stall
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.stall = nil
+		c.mu.Unlock()
+	}()
 	var last time.Time // when this writer last wrote
 	delay := c.writeDelay
 	var wait *time.Timer // the write delay's, made on first use
@@ -299,7 +318,7 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 			c.stopPinger()
 			if frames > 0 {
 				// The stall timer bounds the last write.
-				stall.Reset(time.Second)
+				stall.Reset(closeFlush)
 				_ = c.writeMessage(buf)
 				stall.Stop()
 			}
@@ -308,7 +327,9 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 			return
 		}
 		stall.Reset(c.writeTimeout)
+		c.inWrite.Store(true)
 		err := c.writeMessage(buf)
+		c.inWrite.Store(false)
 		stall.Stop()
 		if c.writes != nil {
 			c.writes.Add(1)

@@ -100,6 +100,29 @@ func TestFinalWriteToStalledPeerEnds(t *testing.T) {
 	}
 }
 
+// TestCloseEndsAWriteInProgress closes a slow reader's connection while its
+// writer is stuck in a write: the write gets closeFlush more, not the rest
+// of the write timeout (an hour here).
+func TestCloseEndsAWriteInProgress(t *testing.T) {
+	cn, closedDown := stalledPeer(t, time.Hour)
+	cn.Send(bytes.Repeat([]byte("x"), 1<<20))
+	for deadline := time.Now().Add(5 * time.Second); !cn.inWrite.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never began the write")
+		}
+	}
+	start := time.Now()
+	cn.Close(4008, "slow reader")
+	select {
+	case <-closedDown:
+		if el := time.Since(start); el < closeFlush/2 {
+			t.Fatalf("closed %v after Close: the write was not given closeFlush", el)
+		}
+	case <-time.After(closeFlush + 3*time.Second):
+		t.Fatalf("%v after Close the write in progress still holds the connection", closeFlush+3*time.Second)
+	}
+}
+
 // TestStalledWriteEnds queues a frame bigger than the socket buffers hold
 // for a client that reads nothing: the write must end after the write
 // timeout, closing the connection.
