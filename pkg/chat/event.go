@@ -72,15 +72,19 @@ type Event struct {
 // MarshalBody encodes the event as it is stored: without Seq and Prev.
 func (e Event) MarshalBody() ([]byte, error) {
 	e.Seq, e.Prev = 0, 0
-	return json.Marshal(e)
+	return e.appendJSON(make([]byte, 0, e.size()))
 }
 
 // DecodeBody decodes and validates a stored event body. Events that fail are
 // poison: the caller skips them but keeps their position.
 func DecodeBody(data []byte) (Event, error) {
-	var e Event
-	if err := json.Unmarshal(data, &e); err != nil {
-		return Event{}, fmt.Errorf("decode event: %w", err)
+	e, ok := fastEvent(data)
+	if !ok {
+		var slow Event // its own variable: e stays on the stack
+		if err := json.Unmarshal(data, &slow); err != nil {
+			return Event{}, fmt.Errorf("decode event: %w", err)
+		}
+		e = slow
 	}
 	e.Seq, e.Prev = 0, 0
 	if err := e.Validate(); err != nil {

@@ -98,14 +98,18 @@ type ServerFrame struct {
 // DecodeClientFrame decodes one client frame strictly: unknown fields and
 // trailing data are errors that name the problem.
 func DecodeClientFrame(data []byte) (ClientFrame, error) {
-	var f ClientFrame
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return ClientFrame{}, Errorf(ErrBadRequest, "malformed frame: %s", jsonProblem(err))
-	}
-	if dec.More() {
-		return ClientFrame{}, Errorf(ErrBadRequest, "malformed frame: data after the JSON object")
+	f, ok := fastClientFrame(data)
+	if !ok {
+		var slow ClientFrame // its own variable: f stays on the stack
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&slow); err != nil {
+			return ClientFrame{}, Errorf(ErrBadRequest, "malformed frame: %s", jsonProblem(err))
+		}
+		if dec.More() {
+			return ClientFrame{}, Errorf(ErrBadRequest, "malformed frame: data after the JSON object")
+		}
+		f = slow
 	}
 	if f.Type == "" {
 		return ClientFrame{}, Errorf(ErrBadRequest, "frame has no type")
@@ -133,13 +137,11 @@ func trimPrefix(s, p string) string {
 // AppendEventFrame appends the event frame for e to dst. It is built once per
 // event and shared by every recipient.
 func AppendEventFrame(dst []byte, e *Event) ([]byte, error) {
-	body, err := json.Marshal(e)
+	out, err := e.appendJSON(append(dst, `{"type":"event","event":`...))
 	if err != nil {
 		return dst, err
 	}
-	dst = append(dst, `{"type":"event","event":`...)
-	dst = append(dst, body...)
-	return append(dst, '}'), nil
+	return append(out, '}'), nil
 }
 
 // SplitFrames calls fn for each frame in one WebSocket message: the server may

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/jetchat/jetchat/pkg/chat"
@@ -157,7 +156,10 @@ func (h *hub) onSignal(sig chat.Signal) {
 	if sig.Kind != chat.SignalTyping {
 		f.Type, f.Online = chat.FramePresence, sig.Kind == chat.SignalOnline
 	}
-	frame, _ := json.Marshal(f)
+	frame, err := f.AppendJSON(make([]byte, 0, 96))
+	if err != nil {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, sub := range h.subs {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"sync"
@@ -127,7 +126,7 @@ func (s *Session) slow() {
 
 // reply queues a control frame.
 func (s *Session) reply(f chat.ServerFrame) {
-	data, err := json.Marshal(f)
+	data, err := f.AppendJSON(make([]byte, 0, 128))
 	if err != nil {
 		return
 	}
