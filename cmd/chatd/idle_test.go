@@ -128,11 +128,30 @@ func TestPingBeforeHello(t *testing.T) {
 
 // TestIdleParkingUnderTraffic soaks the parking of idle connections: clients
 // send in bursts with pauses between, ping the node and are pinged every
-// 200 ms, so readers park and wake thousands of times. Every send must be
+// 500 ms, so readers park and wake thousands of times. Every send must be
 // acked once and every client must get every message, with no connection
-// closed: a lost wakeup would leave a connection's frames unread.
+// closed: a lost wakeup would leave a connection's frames unread. Fast
+// clients (about 160 frames a second) turn busy and stop parking each
+// second after 16 frames; slow ones (about 12 a second) park after every
+// frame.
 func TestIdleParkingUnderTraffic(t *testing.T) {
 	t.Parallel()
+	for _, pace := range []struct {
+		name               string
+		sends              int64
+		minPause, maxPause time.Duration // between bursts of 1 to 4 sends
+	}{
+		{"Fast", 80, 0, 30 * time.Millisecond},
+		{"Slow", 40, 100 * time.Millisecond, 300 * time.Millisecond},
+	} {
+		t.Run(pace.name, func(t *testing.T) {
+			t.Parallel()
+			soakParking(t, pace.sends, pace.minPause, pace.maxPause)
+		})
+	}
+}
+
+func soakParking(t *testing.T, sends int64, minPause, maxPause time.Duration) {
 	// A client must answer each ping within the interval. 200 ms was too
 	// little for a race-enabled run beside the other packages' tests on 2
 	// cores (a pong came late once in CI); 500 ms, with twice the sends so
@@ -141,7 +160,7 @@ func TestIdleParkingUnderTraffic(t *testing.T) {
 	n := startNode(t, "", "", "--ping-interval", "500ms")
 	owner := dial(t, n, "owner")
 	create(t, owner, "soak", false)
-	const clients, sends = 12, 80
+	const clients = 12
 	ctx := ctxT(t, 60*time.Second)
 	type tally struct{ acks, events atomic.Int64 }
 	tallies := make([]*tally, clients)
@@ -181,7 +200,7 @@ func TestIdleParkingUnderTraffic(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(i), 7))
-			for s := 0; s < sends; {
+			for s := int64(0); s < sends; {
 				for burst := 1 + rng.IntN(4); burst > 0 && s < sends; burst-- {
 					msg := fmt.Sprintf(`{"type":"send","ref":"r%d","room":"soak","id":"c%d-%d","text":"soak"}`, s, i, s)
 					if err := rc.ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
@@ -197,7 +216,7 @@ func TestIdleParkingUnderTraffic(t *testing.T) {
 					}
 					cancel()
 				}
-				time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
+				time.Sleep(minPause + time.Duration(rng.Int64N(int64(maxPause-minPause))))
 			}
 		}()
 	}
@@ -226,4 +245,48 @@ func TestIdleParkingUnderTraffic(t *testing.T) {
 		t.Fatalf("a connection ended: %v", err)
 	default:
 	}
+}
+
+// TestBusyConnectionKeepsReading: a connection that sends 16 frames within a
+// second keeps its reader instead of parking after each frame, and parks
+// again once a second has passed without that many (at its next pong).
+func TestBusyConnectionKeepsReading(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "", "", "--ping-interval", "1s")
+	rc := helloRaw(t, n, "busy")
+	idle := func() int { return metric(t, n, "jetchat_idle_connections") }
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d idle connections", what, idle())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("after hello", func() bool { return idle() == 1 })
+
+	for i := range 20 {
+		rc.send(fmt.Sprintf(`{"type":"ping","ref":"%d"}`, i))
+		if f := rc.next(); f.Type != chat.FramePong {
+			t.Fatalf("ping answered %+v", f)
+		}
+	}
+	// Within the second of the burst the reader stays (a parked reader is
+	// counted as soon as its frame is served).
+	for range 10 {
+		if got := idle(); got != 0 {
+			t.Fatalf("a connection that sent 20 frames at once was parked (%d idle)", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	go func() { // reading answers the node's pings; a pong after the second parks it
+		for {
+			if _, _, err := rc.ws.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	waitFor("a second after the burst", func() bool { return idle() == 1 })
 }
