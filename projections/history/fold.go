@@ -64,9 +64,9 @@ type Batch struct {
 // batch whose data was written but whose position was not.
 func Fold(ctx context.Context, position uint64, events []chat.Event, load Loader) (Batch, error) {
 	b := Batch{Position: position}
-	var todo []chat.Event
+	todo := make([]int, 0, len(events)) // indexes into events: their copies were a tenth of the node's allocations
 	var lk Lookup
-	for _, e := range events {
+	for i, e := range events {
 		if e.Seq <= b.Position {
 			continue
 		}
@@ -82,7 +82,7 @@ func Fold(ctx context.Context, position uint64, events []chat.Event, load Loader
 		default:
 			continue
 		}
-		todo = append(todo, e)
+		todo = append(todo, i)
 	}
 	if len(todo) == 0 {
 		return b, nil
@@ -96,9 +96,11 @@ func Fold(ctx context.Context, position uint64, events []chat.Event, load Loader
 	for _, m := range stored {
 		f.add(m)
 	}
-	for _, e := range todo {
+	for _, i := range todo {
+		e := events[i]
 		f.apply(e)
 	}
+	b.Messages = make([]Message, 0, len(f.msgs))
 	for _, s := range f.msgs {
 		if s.dirty {
 			b.Messages = append(b.Messages, s.message())
@@ -128,7 +130,7 @@ type folder struct {
 }
 
 func (f *folder) add(m Message) *state {
-	s := &state{m: m, reactions: make(map[string]map[string]struct{})}
+	s := &state{m: m} // reactions: made by the first one (most messages have none)
 	s.m.Reactions = nil
 	for _, r := range m.Reactions {
 		for _, u := range r.Users {
@@ -177,6 +179,9 @@ func (s *state) react(emoji, user string, on bool) {
 	users := s.reactions[emoji]
 	if on {
 		if users == nil {
+			if s.reactions == nil {
+				s.reactions = make(map[string]map[string]struct{})
+			}
 			users = make(map[string]struct{})
 			s.reactions[emoji] = users
 		}

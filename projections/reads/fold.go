@@ -63,7 +63,7 @@ type Batch struct {
 // position atomically may replay a batch whose position it did not write.
 func Fold(ctx context.Context, position uint64, events []chat.Event, load Loader) (Batch, error) {
 	b := Batch{Position: position}
-	var todo []chat.Event
+	todo := make([]chat.Event, 0, len(events)) // one allocation, not one per doubling
 	var lk Lookup
 	seenKey, seenMsg := make(map[Key]bool), make(map[MessageKey]bool)
 	for _, e := range events {

@@ -77,7 +77,7 @@ type Batch struct {
 // written but whose position was not.
 func Fold(ctx context.Context, position uint64, events []chat.Event, load Loader) (Batch, error) {
 	b := Batch{Position: position}
-	var todo []chat.Event
+	todo := make([]chat.Event, 0, len(events)) // one allocation, not one per doubling
 	var lk Lookup
 	seenRoom, seenCount, seenMember := make(map[string]bool), make(map[string]bool), make(map[Member]bool)
 	for _, e := range events {
