@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,5 +234,109 @@ func TestResumeFromMemoryAndLog(t *testing.T) {
 	send(30) // 40 missed: beyond it
 	if mem, all := resume("carol", 40); mem != 0 || all != 40 {
 		t.Fatalf("carol's 40 missed events: %d of %d replayed from memory, want 0 (from the log)", mem, all)
+	}
+}
+
+// The rooms' recent frames together stay within --replay-memory: a room that
+// delivers past it trims itself to an equal share, and the tail check trims
+// the rooms that went quiet holding more. A resume beyond what a room kept
+// comes from the log, exactly.
+func TestReplayMemoryIsCapped(t *testing.T) {
+	t.Parallel()
+	const budget = 16 << 10
+	text := strings.Repeat("x", 1000) // frames of about 1.3 KiB
+	type rig struct {
+		n    *testNode
+		held func() int
+		fill func(room string, k int) []uint64
+	}
+	setup := func(t *testing.T, args ...string) rig {
+		n := startNode(t, "", "", append([]string{"--replay-memory", "16KiB"}, args...)...)
+		alice := dial(t, n, "alice")
+		go discard(alice)
+		ctx := ctxT(t, 30*time.Second)
+		return rig{n: n,
+			held: func() int { return metric(t, n, "jetchat_replay_memory_bytes") },
+			fill: func(room string, k int) []uint64 {
+				t.Helper()
+				create(t, alice, room, false)
+				if _, err := alice.Join(ctx, room); err != nil {
+					t.Fatal(err)
+				}
+				var sent []uint64
+				for i := range k {
+					ack, err := alice.Send(ctx, room, fmt.Sprint(i, text))
+					if err != nil {
+						t.Fatal(err)
+					}
+					sent = append(sent, ack.Seq)
+				}
+				return sent
+			}}
+	}
+
+	t.Run("ARoomTrimsItselfAsItDelivers", func(t *testing.T) {
+		t.Parallel()
+		r := setup(t, "--tail-check-interval", "1h")
+		sent := r.fill("cap-a", 30) // about 40 KiB uncapped
+		if got := r.held(); got > budget || got < budget/2 {
+			t.Fatalf("a room of 30 messages holds %d bytes, want at most %d (and its whole share, more than %d)", got, budget, budget/2)
+		}
+		resumeExactly(t, r.n, "cap-a", sent)
+	})
+	t.Run("TheTailCheckTrimsQuietRooms", func(t *testing.T) {
+		t.Parallel()
+		r := setup(t)
+		sent := r.fill("cap-a", 10) // about 13 KiB: under the cap, all kept
+		if got := r.held(); got < 10<<10 || got > budget {
+			t.Fatalf("one room of 10 messages holds %d bytes, want all of them, under %d", got, budget)
+		}
+		r.fill("cap-b", 10) // past the cap: cap-b keeps its share, cap-a (quiet) more until the tail check
+		deadline := time.Now().Add(10 * time.Second)
+		for r.held() > budget {
+			if time.Now().After(deadline) {
+				t.Fatalf("rooms hold %d bytes of frames, want at most %d", r.held(), budget)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		resumeExactly(t, r.n, "cap-a", sent)
+	})
+}
+
+// resumeExactly joins room as a new user since the first of the messages
+// sent and checks that the others are replayed, in order.
+func resumeExactly(t *testing.T, n *testNode, room string, sent []uint64) {
+	t.Helper()
+	ctx := ctxT(t, 30*time.Second)
+	bob := dial(t, n, "bob")
+	type res struct {
+		j   client.Joined
+		err error
+	}
+	joined := make(chan res, 1)
+	go func() { j, err := bob.Join(ctx, room, client.Since(sent[0])); joined <- res{j, err} }()
+	got := collect(t, bob, room, len(sent)-1, 10*time.Second)
+	// Replayed: the messages after since, and bob's member.joined.
+	if r := <-joined; r.err != nil || !r.j.Recovered || r.j.Replayed != len(sent) {
+		t.Fatalf("join since the first message: %+v %v; want recovered, %d replayed", r.j, r.err, len(sent))
+	}
+	if fmt.Sprint(seqs(got)) != fmt.Sprint(sent[1:]) {
+		t.Fatalf("replayed %v, want %v", seqs(got), sent[1:])
+	}
+	noClientErrors(t, bob)
+}
+
+func TestByteSizeFlag(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "65536": 65536, "64KiB": 64 << 10, "128MiB": 128 << 20, "2GiB": 2 << 30, "-1": -1} {
+		var b byteSize
+		if err := b.Set(in); err != nil || int64(b) != want {
+			t.Errorf("Set(%q) = %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "12x", "1.5MiB", "-2", "-1MiB", "MiB", "9999999999GiB", "64 KiB"} {
+		var b byteSize
+		if err := b.Set(in); err == nil {
+			t.Errorf("Set(%q) = %d, want an error", in, b)
+		}
 	}
 }

@@ -71,11 +71,41 @@ type config struct {
 	LogLevel       string
 	TailCheck      time.Duration
 	ReplayWindow   int
+	ReplayMemory   byteSize
 	PprofAddr      string
 	WriteDelay     time.Duration
 	MaxWriteDelay  time.Duration
 	PingInterval   time.Duration
 	Projector      bool
+}
+
+// byteSize is a flag of bytes: a count with an optional KiB, MiB or GiB
+// suffix, or -1.
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	num, mult := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	switch {
+	case err == nil && n == -1 && mult == 1:
+		*b = -1
+	case err != nil || n < 0 || n > (1<<63-1)/mult:
+		return fmt.Errorf("%q is not a size: bytes, or a count of KiB, MiB or GiB (64MiB), or -1", s)
+	default:
+		*b = byteSize(n * mult)
+	}
+	return nil
 }
 
 func parse(args []string, getenv func(string) string, out io.Writer) (config, error) {
@@ -136,6 +166,13 @@ func parse(args []string, getenv func(string) string, out io.Writer) (config, er
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("CHAT_PPROF_ADDR", ""), "serve Go's /debug/pprof on this address (keep it on loopback), e.g. 127.0.0.1:6060; empty: off (CHAT_PPROF_ADDR)")
 	fs.DurationVar(&c.TailCheck, "tail-check-interval", envDur("CHAT_TAIL_CHECK_INTERVAL", 2*time.Second), "how often rooms with clients are checked for a last event the live feed lost (CHAT_TAIL_CHECK_INTERVAL)")
 	fs.IntVar(&c.ReplayWindow, "replay-window", envInt("CHAT_REPLAY_WINDOW", 128), "events per room kept in memory (at most 64 KiB) to replay resuming clients from without asking the log; -1: none (CHAT_REPLAY_WINDOW)")
+	c.ReplayMemory = 128 << 20
+	if v := getenv("CHAT_REPLAY_MEMORY"); v != "" {
+		if err := c.ReplayMemory.Set(v); err != nil {
+			return c, fmt.Errorf("CHAT_REPLAY_MEMORY: %w", err)
+		}
+	}
+	fs.Var(&c.ReplayMemory, "replay-memory", "bytes (or KiB, MiB, GiB) of frames all rooms together keep for --replay-window: past it each room keeps an equal share; -1: no cap (CHAT_REPLAY_MEMORY)")
 	fs.BoolVar(&c.Projector, "projector", getenv("NATS_URL") == "", "run the projector in this process (default on when embedded; a cluster runs cmd/projector) (CHAT_PROJECTOR)")
 	fs.StringVar(&c.LogFormat, "log-format", env("CHAT_LOG_FORMAT", ""), "text or json; default text in dev mode, json otherwise (CHAT_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("CHAT_LOG_LEVEL", "info"), "debug, info, warn or error (CHAT_LOG_LEVEL)")
@@ -298,8 +335,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	n := node.New(node.Config{
 		ID: nodeID, MaxRoomsPerConn: c.MaxRoomsConn, MaxConnsPerUser: c.MaxConnsUser,
 		SendRate: c.SendRate, SendBurst: c.SendBurst, TailCheckInterval: c.TailCheck,
-		ReplayWindow: c.ReplayWindow,
-		History:      views, RoomList: views, Reads: views, Recent: recentView,
+		ReplayWindow: c.ReplayWindow, ReplayMemory: int64(c.ReplayMemory),
+		History: views, RoomList: views, Reads: views, Recent: recentView,
 		Presence: pres, PresenceExpiry: c.PresenceExpiry, Limiter: limiter,
 	}, log, log, logger)
 	onReconnect = n.CheckRooms

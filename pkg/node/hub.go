@@ -82,6 +82,10 @@ func (h *hub) close() {
 		if h.stop != nil {
 			h.stop()
 		}
+		// Nothing is delivered once closed: the frames go back to the
+		// node's total for good.
+		h.n.Stats.ReplayBytes.Add(-int64(h.recent.bytes))
+		h.recent.reset()
 	}
 }
 
@@ -141,7 +145,10 @@ func (h *hub) deliver(ev chat.Event) {
 		h.n.logger.Error("encode event", "room", h.room, "seq", ev.Seq, "err", err)
 		return
 	}
-	h.recent.push(ev.Seq, ev.Prev, frame, h.n.cfg.ReplayWindow)
+	held := h.n.Stats.ReplayBytes.Add(int64(h.recent.push(ev.Seq, ev.Prev, frame, h.n.cfg.ReplayWindow)))
+	if limit := h.n.cfg.ReplayMemory; limit >= 0 && held > limit {
+		h.n.Stats.ReplayBytes.Add(int64(h.recent.trim(h.n.replayShare())))
+	}
 	var sent int64
 	// A slice, not a map: the fan-out walks it for every event.
 	for _, sub := range h.subs {

@@ -57,6 +57,7 @@ type Config struct {
 	SendBurst         int           // default 100
 	TailCheckInterval time.Duration // how often idle rooms are checked for a lost last event; default 2s
 	ReplayWindow      int           // events per room kept in memory to replay resuming clients from; default 128, -1 none
+	ReplayMemory      int64         // bytes of frames all rooms keep for that together; default 128 MiB, -1 no cap
 	History           History       // nil: history is unavailable
 	Presence          Presence      // nil: no presence
 	PresenceExpiry    time.Duration // entries not refreshed within it expire; default 30s
@@ -88,6 +89,9 @@ func (c *Config) defaults() {
 	if c.ReplayWindow == 0 {
 		c.ReplayWindow = defaultReplayWindow
 	}
+	if c.ReplayMemory == 0 {
+		c.ReplayMemory = defaultReplayMemory
+	}
 	if c.TailCheckInterval == 0 {
 		c.TailCheckInterval = 2 * time.Second
 	}
@@ -100,6 +104,7 @@ type Stats struct {
 	Delivered      atomic.Int64 // event frames queued to clients (live)
 	Replayed       atomic.Int64 // event frames queued to clients (replay)
 	ReplayedMemory atomic.Int64 // of those, from the hubs' recent frames
+	ReplayBytes    atomic.Int64 // bytes of frames the hubs keep for replays
 	Appended       atomic.Int64
 	Duplicates     atomic.Int64 // appends that hit the dedup window
 	GapsRepaired   atomic.Int64 // live-path gaps filled from the log
@@ -187,10 +192,33 @@ func (n *Node) tailChecks() {
 		case <-n.stop:
 			return
 		case <-t.C:
-			for _, h := range n.hubList() {
+			hs := n.hubList()
+			for _, h := range hs {
 				h.checkTail(n.cfg.TailCheckInterval / 2)
 			}
+			n.capReplays(hs)
 		}
+	}
+}
+
+// replayShare is what one room's recent frames may hold while all rooms'
+// together hold more than ReplayMemory: an equal share.
+func (n *Node) replayShare() int {
+	return int(n.cfg.ReplayMemory / max(n.Stats.Rooms.Load(), 1))
+}
+
+// capReplays trims every room's recent frames to its share while they hold
+// more than ReplayMemory together. A room trims itself when it delivers; this
+// catches the rooms that went quiet holding more than their share.
+func (n *Node) capReplays(hs []*hub) {
+	if n.cfg.ReplayMemory < 0 || n.Stats.ReplayBytes.Load() <= n.cfg.ReplayMemory {
+		return
+	}
+	share := n.replayShare()
+	for _, h := range hs {
+		h.mu.Lock()
+		n.Stats.ReplayBytes.Add(int64(h.recent.trim(share)))
+		h.mu.Unlock()
 	}
 }
 

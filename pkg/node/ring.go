@@ -21,29 +21,28 @@ type ringEntry struct {
 
 // Bounds of a room's recent frames.
 const (
-	defaultReplayWindow = 128      // events
-	replayWindowBytes   = 64 << 10 // bytes of frames
+	defaultReplayWindow = 128       // events
+	replayWindowBytes   = 64 << 10  // bytes of frames
+	defaultReplayMemory = 128 << 20 // bytes of frames of all rooms together
 )
 
 func (r *recentFrames) at(i int) *ringEntry { return &r.ents[(r.start+i)%len(r.ents)] }
 
 // push appends the frame of the event after the last one, dropping the
-// oldest to stay within maxN entries and replayWindowBytes.
-func (r *recentFrames) push(seq, prev uint64, frame []byte, maxN int) {
+// oldest to stay within maxN entries and replayWindowBytes. It returns the
+// change in bytes held, for the node's total.
+func (r *recentFrames) push(seq, prev uint64, frame []byte, maxN int) int {
+	before := r.bytes
 	size := cap(frame) // what the ring keeps alive
 	if maxN <= 0 || size > replayWindowBytes {
 		r.reset()
-		return
+		return r.bytes - before
 	}
 	if r.n > 0 && r.at(r.n-1).seq != prev {
 		r.reset() // not the next link: keep the chain whole
 	}
 	for r.n > 0 && (r.n >= maxN || r.bytes+size > replayWindowBytes) {
-		e := r.at(0)
-		r.bytes -= cap(e.frame)
-		*e = ringEntry{}
-		r.start = (r.start + 1) % len(r.ents)
-		r.n--
+		r.dropOldest()
 	}
 	if r.n == len(r.ents) {
 		grown := make([]ringEntry, min(max(2*len(r.ents), 8), maxN))
@@ -55,6 +54,26 @@ func (r *recentFrames) push(seq, prev uint64, frame []byte, maxN int) {
 	*r.at(r.n) = ringEntry{seq: seq, prev: prev, frame: frame}
 	r.n++
 	r.bytes += size
+	return r.bytes - before
+}
+
+func (r *recentFrames) dropOldest() {
+	e := r.at(0)
+	r.bytes -= cap(e.frame)
+	*e = ringEntry{}
+	r.start = (r.start + 1) % len(r.ents)
+	r.n--
+}
+
+// trim drops the oldest frames until at most maxBytes are held (the newest
+// frame stays, whatever its size: the chain still ends at the hub's
+// position). It returns the change in bytes held.
+func (r *recentFrames) trim(maxBytes int) int {
+	before := r.bytes
+	for r.n > 1 && r.bytes > maxBytes {
+		r.dropOldest()
+	}
+	return r.bytes - before
 }
 
 func (r *recentFrames) reset() {

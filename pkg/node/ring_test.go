@@ -73,3 +73,33 @@ func TestRecentFrames(t *testing.T) {
 		t.Fatal("window -1 kept a frame")
 	}
 }
+
+// push and trim report every change in bytes held, and trim keeps the newest
+// frames (at least one) of the chain.
+func TestRecentFramesTrim(t *testing.T) {
+	var r recentFrames
+	total := 0
+	prev := uint64(0)
+	for seq := uint64(1); seq <= 20; seq++ {
+		total += r.push(seq, prev, make([]byte, 100), 16)
+		prev = seq
+	}
+	if total != r.bytes || r.bytes != 1600 || r.n != 16 {
+		t.Fatalf("after 20 pushes into 16: deltas sum to %d, holds %d bytes in %d", total, r.bytes, r.n)
+	}
+	total += r.trim(550)
+	if total != r.bytes || r.n != 5 || r.at(0).seq != 16 || r.at(r.n-1).seq != 20 {
+		t.Fatalf("trimmed to 550: %d entries from %d to %d, %d bytes (deltas %d)", r.n, r.at(0).seq, r.at(r.n-1).seq, r.bytes, total)
+	}
+	if got, last, ok := r.after(15, nil); !ok || len(got) != 5 || last != 20 {
+		t.Fatalf("after 15: %d frames up to %d, %v", len(got), last, ok)
+	}
+	total += r.trim(0)
+	if total != r.bytes || r.n != 1 || r.at(0).seq != 20 {
+		t.Fatalf("trimmed to 0: %d entries, last %d, %d bytes (deltas %d)", r.n, r.at(0).seq, r.bytes, total)
+	}
+	total += r.push(22, 21, make([]byte, 100), 16) // not the next link: starts over
+	if total != r.bytes || r.n != 1 {
+		t.Fatalf("after a break in the chain: %d entries, %d bytes (deltas %d)", r.n, r.bytes, total)
+	}
+}

@@ -31,6 +31,7 @@ func newCollector(n *node.Node, idle, writes func() int64) *collector {
 		m("ws_writes_total", "WebSocket messages written: each carries one or more frames (delivered_total / ws_writes_total is the batching).", c, writes),
 		m("replayed_total", "Replayed event frames queued to clients.", c, st.Replayed.Load),
 		m("replayed_from_memory_total", "Replayed event frames taken from the rooms' recent frames in memory, not the log.", c, st.ReplayedMemory.Load),
+		m("replay_memory_bytes", "Bytes of event frames the rooms keep in memory for replays (capped by --replay-memory).", g, st.ReplayBytes.Load),
 		m("appended_total", "Events appended to the log.", c, st.Appended.Load),
 		m("duplicates_total", "Appends answered from the dedup window.", c, st.Duplicates.Load),
 		m("gaps_repaired_total", "Live-path gaps filled from the log.", c, st.GapsRepaired.Load),
