@@ -100,26 +100,53 @@ func TestLostTailRepaired(t *testing.T) {
 	js := testrig.RunJetStream(t)
 	n := startNode(t, js.URL, "", "--tail-check-interval", "200ms")
 	alice, bob := dial(t, n, "alice"), dial(t, n, "bob")
-	create(t, alice, "tail", false)
 	ctx := ctxT(t, 30*time.Second)
-	if _, err := alice.Join(ctx, "tail"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.Join(ctx, "tail"); err != nil {
-		t.Fatal(err)
+	// One tail check asks about every room at once: two lose their last
+	// event, one loses nothing.
+	rooms := []string{"tail", "tail-2", "quiet"}
+	for _, room := range rooms {
+		create(t, alice, room, false)
+		if _, err := alice.Join(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bob.Join(ctx, room); err != nil {
+			t.Fatal(err)
+		}
 	}
 	go discard(alice)
-	setRepublish(t, js, false)
-	lost, err := alice.Send(ctx, "tail", "the last word, never republished")
-	if err != nil {
+	if _, err := alice.Send(ctx, "quiet", "delivered live"); err != nil {
 		t.Fatal(err)
 	}
-	got := collect(t, bob, "tail", 1, 10*time.Second) // no later event reveals it: the tail check must
-	if got[0].Seq != lost.Seq {
-		t.Fatalf("got %+v", got[0])
+	setRepublish(t, js, false)
+	var lost []client.Ack
+	for _, room := range rooms[:2] {
+		ack, err := alice.Send(ctx, room, "the last word, never republished")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost = append(lost, ack)
 	}
-	if metric(t, n, "jetchat_tail_repairs_total") < 1 {
-		t.Fatal("tail repair not counted")
+	// No later event reveals them: the tail check must. Bob's events come
+	// in one stream; collect each room's message.sent.
+	got := map[string][]chat.Event{}
+	deadline := time.After(10 * time.Second)
+	for len(got["tail"]) < 1 || len(got["tail-2"]) < 1 || len(got["quiet"]) < 1 {
+		select {
+		case ev := <-bob.Events():
+			if ev.Type == chat.MessageSent {
+				got[ev.Room] = append(got[ev.Room], ev)
+			}
+		case <-deadline:
+			t.Fatalf("got %v; want each room's message, the lost ones %v", got, lost)
+		}
+	}
+	for i, room := range rooms[:2] {
+		if got[room][0].Seq != lost[i].Seq {
+			t.Fatalf("%s: got %+v, want seq %d", room, got[room][0], lost[i].Seq)
+		}
+	}
+	if n := metric(t, n, "jetchat_tail_repairs_total"); n < 2 {
+		t.Fatalf("%d tail repairs counted, want 2", n)
 	}
 	setRepublish(t, js, true)
 	noClientErrors(t, bob)

@@ -223,6 +223,75 @@ func (l *Log) Head(ctx context.Context, room string) (uint64, error) {
 	return m.Sequence, nil
 }
 
+// headsBatch is how many rooms one batched direct get asks about: the
+// server answers a multi-last request for at most 1,024 subjects.
+const headsBatch = 1024
+
+// Heads returns the position of each room's last event; a room without
+// events is absent. One batched direct get (multi-last) asks about up to
+// 1,024 rooms: the nodes' tail checks ask about every idle room with
+// clients each interval, and a request per room was as many requests.
+func (l *Log) Heads(ctx context.Context, rooms []string) (map[string]uint64, error) {
+	for _, room := range rooms {
+		if err := chat.ValidateRoomID(room); err != nil {
+			return nil, err
+		}
+	}
+	heads := make(map[string]uint64, len(rooms))
+	for len(rooms) > 0 {
+		k := min(len(rooms), headsBatch)
+		if err := l.heads(ctx, rooms[:k], heads); err != nil {
+			return nil, fmt.Errorf("room heads: %w: %w", chat.ErrLogDown, err)
+		}
+		rooms = rooms[k:]
+	}
+	return heads, nil
+}
+
+func (l *Log) heads(ctx context.Context, rooms []string, into map[string]uint64) error {
+	subjects := make([]string, len(rooms))
+	for i, room := range rooms {
+		subjects[i] = Subject(room)
+	}
+	call, reply, end, err := l.gets.open(len(rooms))
+	if err != nil {
+		return err
+	}
+	defer end()
+	req, _ := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+	}{subjects})
+	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+StreamName, reply, req); err != nil {
+		return err
+	}
+	var sent uint64 // seq of the last answer, which the next one names
+	for {
+		m, err := call.next(ctx, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		switch m.Header.Get("Status") {
+		case "404":
+			return nil // none of the rooms has an event
+		case "204":
+			return checkBatchChain(m, sent) // end of the answers
+		case "":
+		default:
+			return fmt.Errorf("direct get answered %s %s", m.Header.Get("Status"), m.Header.Get("Description"))
+		}
+		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		subject := m.Header.Get(jetstream.SubjectHeader)
+		if err != nil || !strings.HasPrefix(subject, RoomPrefix) {
+			return fmt.Errorf("direct get: an answer for %q at %q", subject, m.Header.Get(jetstream.SequenceHeader))
+		}
+		if err := checkBatchChain(m, sent); err != nil {
+			return err
+		}
+		sent = seq
+		into[subject[len(RoomPrefix):]] = seq
+	}
+}
+
 // Get returns the event at seq if it belongs to room.
 func (l *Log) Get(ctx context.Context, room string, seq uint64) (chat.Event, error) {
 	subject, data, err := l.getMsg(ctx, seq)
@@ -390,7 +459,7 @@ func (l *Log) Replay(ctx context.Context, room string, after, upto uint64, fn fu
 				return nil // nothing more in the room
 			case "204":
 				if err := checkBatchChain(m, sent); err != nil {
-					return err
+					return fmt.Errorf("replay: %w: %w", chat.ErrLogDown, err)
 				}
 				break batch // end of this batch
 			case "":
@@ -402,7 +471,7 @@ func (l *Log) Replay(ctx context.Context, room string, after, upto uint64, fn fu
 				return fmt.Errorf("replay: bad sequence header: %w", err)
 			}
 			if err := checkBatchChain(m, sent); err != nil {
-				return err
+				return fmt.Errorf("replay: %w: %w", chat.ErrLogDown, err)
 			}
 			sent = seq
 			got++
@@ -425,17 +494,17 @@ func (l *Log) Replay(ctx context.Context, room string, after, upto uint64, fn fu
 	return nil
 }
 
-// checkBatchChain fails a replay that lost an answer on the way: each answer
-// of a batched direct get, and its end-of-batch status, names the seq of the
-// answer before it in the batch (0 for the first). Servers that do not send
-// the header are trusted.
+// checkBatchChain fails a batched get (a replay, the rooms' heads) that lost
+// an answer on the way: each answer of a batched direct get, and its
+// end-of-batch status, names the seq of the answer before it in the batch (0
+// for the first). Servers that do not send the header are trusted.
 func checkBatchChain(m *nats.Msg, sent uint64) error {
 	h := m.Header.Get(lastSeqHeader)
 	if h == "" {
 		return nil
 	}
 	if last, err := strconv.ParseUint(h, 10, 64); err != nil || last != sent {
-		return fmt.Errorf("replay: %w: an answer of the batch was lost (it follows %s, the last received was %d)", chat.ErrLogDown, h, sent)
+		return fmt.Errorf("an answer of the batch was lost (it follows %s, the last received was %d)", h, sent)
 	}
 	return nil
 }

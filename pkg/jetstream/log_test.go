@@ -201,3 +201,53 @@ func TestDirectory(t *testing.T) {
 		t.Fatalf("Rooms = %v %v", rooms, err)
 	}
 }
+
+// TestHeads: one call answers for 1,100 rooms (two batched gets), the same
+// as Head room by room, and leaves out the rooms without events.
+func TestHeads(t *testing.T) {
+	t.Parallel()
+	l, _ := openLog(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var rooms []string
+	var waits []func(context.Context) (uint64, bool, error)
+	for i := range 1100 {
+		room := fmt.Sprintf("h%d", i)
+		rooms = append(rooms, room)
+		for k := range i % 3 { // a third of the rooms have no event
+			wait, err := l.AppendAsync(msg(room, fmt.Sprint(k), "hi"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			waits = append(waits, wait)
+		}
+	}
+	for _, wait := range waits {
+		if _, _, err := wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heads, err := l.Heads(ctx, rooms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(heads) != 1100-367 {
+		t.Errorf("%d heads, want %d", len(heads), 1100-367)
+	}
+	for i, room := range rooms {
+		want, err := l.Head(ctx, room)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := heads[room]
+		if got != want || ok != (i%3 != 0) {
+			t.Fatalf("room %s: Heads has %d (%v), Head %d", room, got, ok, want)
+		}
+	}
+	if heads, err := l.Heads(ctx, []string{"h0", "h3"}); err != nil || len(heads) != 0 {
+		t.Fatalf("rooms without events: %v %v, want none", heads, err)
+	}
+	if _, err := l.Heads(ctx, []string{"a.b"}); chat.ErrorCode(err) != chat.ErrBadRequest {
+		t.Fatalf("a bad room id: %v, want bad_request", err)
+	}
+}

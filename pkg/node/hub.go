@@ -165,22 +165,17 @@ func (h *hub) deliver(ev chat.Event) {
 	h.last = ev.Seq
 }
 
-// checkTail fetches events the live path lost at the room's end. It skips a
-// room that brought an event within minIdle: its tail is still in flight.
-func (h *hub) checkTail(minIdle time.Duration) {
+// idle reports whether the room brought no event within minIdle: a room
+// that did has its tail still in flight.
+func (h *hub) idle(minIdle time.Duration) bool {
 	h.mu.Lock()
-	if h.closed || (minIdle > 0 && time.Since(h.lastEventAt) < minIdle) {
-		h.mu.Unlock()
-		return
-	}
-	last := h.last
-	h.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	head, err := h.n.log.Head(ctx, h.room)
-	if err != nil || head <= last {
-		return
-	}
+	defer h.mu.Unlock()
+	return !h.closed && (minIdle <= 0 || time.Since(h.lastEventAt) >= minIdle)
+}
+
+// repairTail fetches the events after the last one delivered up to head,
+// the room's last in the log: the live path lost them at the room's end.
+func (h *hub) repairTail(head uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.closed && h.last < head {

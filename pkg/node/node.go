@@ -25,6 +25,7 @@ type Log interface {
 	Append(ctx context.Context, ev chat.Event, expectNew bool) (seq uint64, dup bool, err error)
 	AppendAsync(ev chat.Event) (wait func(ctx context.Context) (seq uint64, dup bool, err error), err error)
 	Head(ctx context.Context, room string) (uint64, error)
+	Heads(ctx context.Context, rooms []string) (map[string]uint64, error) // rooms without events are absent
 	Get(ctx context.Context, room string, seq uint64) (chat.Event, error)
 	Recoverable(ctx context.Context, room string, since uint64) (bool, error)
 	Replay(ctx context.Context, room string, after, upto uint64, fn func(chat.Event) error) error
@@ -167,8 +168,33 @@ func (n *Node) Config() Config { return n.cfg }
 // CheckRooms checks every room with local clients for events the live path
 // lost; call it after the log connection reconnects.
 func (n *Node) CheckRooms() {
-	for _, h := range n.hubList() {
-		h.checkTail(0)
+	n.checkTails(n.hubList(), 0)
+}
+
+// checkTails asks the log, all at once, for the heads of the rooms that
+// brought no event within minIdle (their tail is not in flight), and fetches
+// the events the live path lost at their ends.
+func (n *Node) checkTails(hs []*hub, minIdle time.Duration) {
+	var idle []*hub
+	var rooms []string
+	for _, h := range hs {
+		if h.idle(minIdle) {
+			idle = append(idle, h)
+			rooms = append(rooms, h.room)
+		}
+	}
+	if len(rooms) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	heads, err := n.log.Heads(ctx, rooms)
+	if err != nil {
+		n.logger.Warn("tail check", "rooms", len(rooms), "err", err)
+		return
+	}
+	for _, h := range idle {
+		h.repairTail(heads[h.room])
 	}
 }
 
@@ -193,9 +219,7 @@ func (n *Node) tailChecks() {
 			return
 		case <-t.C:
 			hs := n.hubList()
-			for _, h := range hs {
-				h.checkTail(n.cfg.TailCheckInterval / 2)
-			}
+			n.checkTails(hs, n.cfg.TailCheckInterval/2)
 			n.capReplays(hs)
 		}
 	}
