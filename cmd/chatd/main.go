@@ -75,6 +75,7 @@ type config struct {
 	PprofAddr      string
 	WriteDelay     time.Duration
 	MaxWriteDelay  time.Duration
+	AckDelay       time.Duration
 	PingInterval   time.Duration
 	Projector      bool
 }
@@ -162,6 +163,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (config, er
 	fs.DurationVar(&c.Shutdown, "shutdown-timeout", envDur("CHAT_SHUTDOWN_TIMEOUT", 10*time.Second), "graceful shutdown deadline (CHAT_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.WriteDelay, "write-delay", envDur("CHAT_WRITE_DELAY", ws.DefaultWriteDelay), "least time between two writes to one WebSocket: frames arriving meanwhile are sent together (CHAT_WRITE_DELAY)")
 	fs.DurationVar(&c.MaxWriteDelay, "max-write-delay", envDur("CHAT_MAX_WRITE_DELAY", ws.DefaultMaxWriteDelay), "how far the write delay grows on a busy connection while writes carry several frames; 0 with --write-delay 0 writes every frame at once (CHAT_MAX_WRITE_DELAY)")
+	fs.DurationVar(&c.AckDelay, "ack-delay", envDur("CHAT_ACK_DELAY", ws.DefaultAckDelay), "how long after a WebSocket's last write an ack may wait while more of its sends are in flight, so a fast sender's acks share writes; an ack with none after it goes out at once; 0: every ack at once (CHAT_ACK_DELAY)")
 	fs.DurationVar(&c.PingInterval, "ping-interval", envDur("CHAT_PING_INTERVAL", 25*time.Second), "how often each WebSocket is pinged; one that has not answered by the next ping is closed with 4004 (CHAT_PING_INTERVAL)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("CHAT_PPROF_ADDR", ""), "serve Go's /debug/pprof on this address (keep it on loopback), e.g. 127.0.0.1:6060; empty: off (CHAT_PPROF_ADDR)")
 	fs.DurationVar(&c.TailCheck, "tail-check-interval", envDur("CHAT_TAIL_CHECK_INTERVAL", 2*time.Second), "how often rooms with clients are checked for a last event the live feed lost (CHAT_TAIL_CHECK_INTERVAL)")
@@ -347,6 +349,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		QueueSize:      c.QueueSize,
 		WriteDelay:     c.WriteDelay,
 		MaxWriteDelay:  c.MaxWriteDelay,
+		AckDelay:       c.AckDelay,
 		PingInterval:   c.PingInterval,
 		Collectors:     views.collectors(),
 		Static:         web.Handler(),

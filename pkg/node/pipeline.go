@@ -80,6 +80,16 @@ func (s *Session) ackLoop() {
 		if dup {
 			s.n.Stats.Duplicates.Add(1)
 		}
-		s.reply(chat.ServerFrame{Type: chat.FrameAck, Ref: p.f.Ref, Room: p.f.Room, ID: p.f.ID, Seq: seq, Dup: dup})
+		ack := chat.ServerFrame{Type: chat.FrameAck, Ref: p.f.Ref, Room: p.f.Room, ID: p.f.ID, Seq: seq, Dup: dup}
+		if !s.queueReply(ack) {
+			continue
+		}
+		// More sends in flight: their acks follow within a store's time,
+		// and may share this one's write (see ws.Config.AckDelay).
+		if len(s.acks) > 0 {
+			s.conn.FlushSoon()
+		} else {
+			s.conn.Flush()
+		}
 	}
 }

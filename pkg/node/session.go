@@ -19,6 +19,9 @@ type Conn interface {
 	// Flush asks for what is queued to be written now, not batched with
 	// frames still to come: replies (acks, errors) are latency-sensitive.
 	Flush()
+	// FlushSoon is Flush for a reply that more replies follow shortly: the
+	// connection may hold it briefly so that they share a write.
+	FlushSoon()
 	// Close closes the connection with a WebSocket close code, without
 	// blocking the caller.
 	Close(code int, reason string)
@@ -124,17 +127,24 @@ func (s *Session) slow() {
 	})
 }
 
-// reply queues a control frame.
+// reply queues a control frame and has it written at once.
 func (s *Session) reply(f chat.ServerFrame) {
+	if s.queueReply(f) {
+		s.conn.Flush()
+	}
+}
+
+// queueReply queues a control frame; false if it could not.
+func (s *Session) queueReply(f chat.ServerFrame) bool {
 	data, err := f.AppendJSON(make([]byte, 0, 128))
 	if err != nil {
-		return
+		return false
 	}
 	if !s.conn.Send(data) {
 		s.slow()
-		return
+		return false
 	}
-	s.conn.Flush()
+	return true
 }
 
 // replyErr answers a frame with an error frame. Internal errors are logged

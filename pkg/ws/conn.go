@@ -30,6 +30,7 @@ type conn struct {
 
 	writeDelay    time.Duration // least time between two writes at first; see Config.WriteDelay
 	maxWriteDelay time.Duration // how far the delay grows while frames pile up
+	ackDelay      time.Duration // how long after the last write FlushSoon may hold a reply; see Config.AckDelay
 
 	mu      sync.Mutex
 	queue   [][]byte
@@ -39,6 +40,7 @@ type conn struct {
 	wake    chan struct{} // one token: frames arrived while the writer lingers
 	parked  bool          // the writer waits on wake: the next frame must send the token
 	urgent  bool          // a queued frame must not wait for the write delay
+	soon    bool          // a queued reply may wait ackDelay since the last write, no longer
 	flushed chan struct{} // one token: urgent was set while the writer waits
 	space   chan struct{} // made by a SendWait that waits; closed when the writer takes frames
 	stall   *time.Timer   // the running writer's stall timer (nil otherwise)
@@ -155,8 +157,30 @@ func (c *conn) Flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.urgent = true
+	c.signalFlushed()
+}
+
+// FlushSoon is Flush for a reply that more replies follow shortly (acks of
+// sends still in flight): it may wait until ackDelay has passed since the
+// last write, so that a fast sender's acks share writes. A reply after a
+// quiet spell goes out at once, as with Flush.
+func (c *conn) FlushSoon() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ackDelay <= 0 {
+		c.urgent = true
+	} else if c.soon {
+		return // the writer already holds for an earlier reply
+	}
+	c.soon = true
+	c.signalFlushed()
+}
+
+// signalFlushed tells a writer that waits out the delay to look again.
+// Called with c.mu held; a no-op when no writer runs (flushed is nil).
+func (c *conn) signalFlushed() {
 	select {
-	case c.flushed <- struct{}{}: // no-op when no writer runs (nil)
+	case c.flushed <- struct{}{}:
 	default:
 	}
 }
@@ -256,25 +280,33 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 	var wait *time.Timer // the write delay's, made on first use
 	for {
 		// Let frames gather for the delay since the last write, unless a
-		// reply or a close is queued. A quiet connection (nothing queued,
-		// its delay back at the least) first waits for frames instead: a
-		// wait for the delay would mostly find nothing to write.
-		if d := delay - time.Since(last); d > 0 && !last.IsZero() {
+		// reply or a close is queued: Flush writes at once, FlushSoon
+		// waits until ackDelay since the last write at most. A quiet
+		// connection (nothing queued, its delay back at the least) first
+		// waits for frames instead: a wait for the delay would mostly find
+		// nothing to write.
+		for !last.IsZero() {
 			c.mu.Lock()
-			urgent, quiet := c.urgent, len(c.queue) == 0 && !c.isDone && delay == c.writeDelay
+			since := time.Since(last)
+			d := delay - since
+			if c.soon {
+				d = min(d, c.ackDelay-since)
+			}
+			now, quiet := c.urgent || c.isDone, len(c.queue) == 0 && delay == c.writeDelay
 			c.mu.Unlock()
-			if !urgent && !quiet {
-				if wait == nil {
-					wait = time.NewTimer(d)
-					defer wait.Stop()
-				} else {
-					wait.Reset(d)
-				}
-				select {
-				case <-wait.C:
-				case <-flushed:
-				case <-c.closed:
-				}
+			if d <= 0 || now || quiet {
+				break
+			}
+			if wait == nil {
+				wait = time.NewTimer(d)
+				defer wait.Stop()
+			} else {
+				wait.Reset(d)
+			}
+			select {
+			case <-wait.C:
+			case <-flushed: // a reply: look again
+			case <-c.closed:
 			}
 		}
 		if bp == nil {
@@ -283,7 +315,7 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 		}
 		// The message is framed in the headroom in front of its frames.
 		c.mu.Lock()
-		c.urgent = false
+		c.urgent, c.soon = false, false
 		done := c.isDone
 		var frames int
 		buf, frames = c.take(buf[:headroom])

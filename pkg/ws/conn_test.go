@@ -216,3 +216,49 @@ func TestWriteDelayGrowsOnABusyConnection(t *testing.T) {
 		t.Fatalf("%d writes for %d frames a millisecond apart: the write delay did not grow", n, frames)
 	}
 }
+
+// TestFlushSoonSharesWrites: replies flushed with FlushSoon wait until
+// ackDelay has passed since the last write (not the longer write delay) and
+// share that write; one after a quiet spell, and any flushed with Flush, go
+// out at once.
+func TestFlushSoonSharesWrites(t *testing.T) {
+	ctx := t.Context()
+	client, cn := dialConn(t)
+	var writes atomic.Int64
+	cn.writes = &writes
+	cn.writeDelay, cn.maxWriteDelay, cn.ackDelay = time.Second, time.Second, 300*time.Millisecond
+	read := func(want string, within time.Duration, since time.Time) {
+		t.Helper()
+		_, msg, err := client.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(msg) != want {
+			t.Fatalf("got message %q, want %q", msg, want)
+		}
+		if took := time.Since(since); took > within {
+			t.Fatalf("%q took %v, want under %v", want, took, within)
+		}
+	}
+	start := time.Now()
+	cn.Send([]byte("1"))
+	cn.FlushSoon() // nothing written yet: at once
+	read("1", 250*time.Millisecond, start)
+
+	cn.Send([]byte("2"))
+	cn.FlushSoon()
+	time.Sleep(50 * time.Millisecond)
+	cn.Send([]byte("3"))
+	cn.FlushSoon()
+	// Held until ackDelay after "1", in one write; the write delay would
+	// have held them a second.
+	read("2\n3", 800*time.Millisecond, start)
+
+	start = time.Now()
+	cn.Send([]byte("4"))
+	cn.Flush() // right after a write, but Flush does not wait
+	read("4", 250*time.Millisecond, start)
+	if n := writes.Load(); n != 3 {
+		t.Fatalf("%d writes, want 3", n)
+	}
+}

@@ -40,12 +40,17 @@ type Config struct {
 	// Negative: the defaults.
 	WriteDelay    time.Duration
 	MaxWriteDelay time.Duration
-	PingInterval  time.Duration
-	HelloTimeout  time.Duration
-	DevTokenTTL   time.Duration
-	Ready         func(ctx context.Context) error // readiness of the node's dependencies
-	Collectors    []prometheus.Collector          // more metrics for /metrics (the projector's)
-	Static        http.Handler                    // served for every other GET (the web client); nil: none
+	// AckDelay is how long after a connection's last write an ack may wait
+	// while more of its sends are in flight, so that a fast sender's acks
+	// share writes. An ack with none after it, or the first after a quiet
+	// spell, goes out at once. 0: every ack at once. Negative: the default.
+	AckDelay     time.Duration
+	PingInterval time.Duration
+	HelloTimeout time.Duration
+	DevTokenTTL  time.Duration
+	Ready        func(ctx context.Context) error // readiness of the node's dependencies
+	Collectors   []prometheus.Collector          // more metrics for /metrics (the projector's)
+	Static       http.Handler                    // served for every other GET (the web client); nil: none
 }
 
 func (c *Config) defaults() {
@@ -59,6 +64,9 @@ func (c *Config) defaults() {
 		c.MaxWriteDelay = DefaultMaxWriteDelay
 	}
 	c.MaxWriteDelay = max(c.MaxWriteDelay, c.WriteDelay)
+	if c.AckDelay < 0 {
+		c.AckDelay = DefaultAckDelay
+	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
@@ -147,6 +155,7 @@ func (s *Server) Echo() *echo.Echo { return s.echo }
 const (
 	DefaultWriteDelay    = 2 * time.Millisecond
 	DefaultMaxWriteDelay = 50 * time.Millisecond
+	DefaultAckDelay      = 3 * time.Millisecond
 )
 
 // ServeHTTP implements http.Handler.
@@ -210,7 +219,7 @@ type reader struct {
 func (r *reader) run() {
 	r.ws.SetReadLimit(chat.MaxFrameBytes)
 	r.cn = newConn(r.ws, r.out, r.s.cfg.QueueSize, r.s.cfg.WriteTimeout, r.s.cfg.PingInterval, chat.CloseNoPong)
-	r.cn.writeDelay, r.cn.maxWriteDelay = r.s.cfg.WriteDelay, r.s.cfg.MaxWriteDelay
+	r.cn.writeDelay, r.cn.maxWriteDelay, r.cn.ackDelay = r.s.cfg.WriteDelay, r.s.cfg.MaxWriteDelay, r.s.cfg.AckDelay
 	r.cn.writes = &r.s.writes
 	if r.s.idler != nil {
 		r.cn.onClosed = func() { r.s.idler.wake(r) }
