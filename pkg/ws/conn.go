@@ -10,13 +10,14 @@ import (
 )
 
 // conn is one WebSocket connection's outgoing side: a bounded queue drained
-// by a writer goroutine that packs pending frames into one message.
+// by a writer goroutine that packs pending frames into one message. A frame
+// to a quiet connection skips both: Send writes it itself (see Send).
 //
 // An idle connection holds neither a writer goroutine nor queue memory: a
 // writer starts when frames arrive and ends when the queue has stayed empty
 // for a while, the queue is a slice that grows with the backlog and is
-// released when the writer ends, and the ping is a timer. Past limit frames the connection is a slow reader
-// and the node closes it.
+// released when the writer ends, and the ping is a timer. Past limit frames
+// the connection is a slow reader and the node closes it.
 type conn struct {
 	ws           *websocket.Conn
 	limit        int
@@ -35,6 +36,11 @@ type conn struct {
 	mu      sync.Mutex
 	queue   [][]byte
 	writing bool // a writer goroutine runs (or the connection is closed)
+	// lastWrite is when the connection last wrote while no writer ran:
+	// Send's own write, or the last write of a writer that ended. Send
+	// writes again only a write delay later, and a writer started sooner
+	// counts its delay from there.
+	lastWrite time.Time
 	// The writer's signals exist while a writer runs (nil otherwise), so
 	// that an idle connection holds none.
 	wake    chan struct{} // one token: frames arrived while the writer lingers
@@ -82,11 +88,32 @@ func (c *conn) writeMessage(msg []byte) error {
 
 // Send queues a frame without blocking; false when the queue is full. A
 // closed connection swallows it.
+//
+// A quiet connection (no writer, nothing queued, no write within the write
+// delay) has the frame written at once, in the caller's goroutine, if the
+// socket takes it without waiting. A room's fan-out to connections that get
+// a frame now and again so costs a write call each, without a writer
+// goroutine's wake-up, wait and end as well.
 func (c *conn) Send(frame []byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.isDone {
 		return true
+	}
+	if !c.writing && len(c.queue) == 0 && c.out != nil {
+		now := time.Now()
+		if now.Sub(c.lastWrite) >= c.writeDelay {
+			if wrote, partial := c.out.tryText(frame); wrote {
+				c.lastWrite = now
+				if c.writes != nil {
+					c.writes.Add(1)
+				}
+				if partial {
+					c.kick() // the writer writes the rest
+				}
+				return true
+			}
+		}
 	}
 	if len(c.queue) >= c.limit {
 		return false
@@ -152,10 +179,13 @@ func (c *conn) SendWait(ctx context.Context, frame []byte) error {
 }
 
 // Flush makes the writer write what is queued without waiting out the write
-// delay.
+// delay. Nothing queued (Send wrote it already): nothing to do.
 func (c *conn) Flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.queue) == 0 {
+		return
+	}
 	c.urgent = true
 	c.signalFlushed()
 }
@@ -167,6 +197,9 @@ func (c *conn) Flush() {
 func (c *conn) FlushSoon() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.queue) == 0 {
+		return
+	}
 	if c.ackDelay <= 0 {
 		c.urgent = true
 	} else if c.soon {
@@ -269,13 +302,13 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 	defer stall.Stop()
 	c.mu.Lock()
 	c.stall = stall
+	last := c.lastWrite // when the connection last wrote: this writer counts its delay from there
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
 		c.stall = nil
 		c.mu.Unlock()
 	}()
-	var last time.Time // when this writer last wrote
 	delay := c.writeDelay
 	var wait *time.Timer // the write delay's, made on first use
 	for {
@@ -319,6 +352,22 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 		done := c.isDone
 		var frames int
 		buf, frames = c.take(buf[:headroom])
+		if frames == 0 && !done && c.out != nil && c.out.hasRest() {
+			// Send wrote part of a frame itself and started this writer
+			// for the rest.
+			c.mu.Unlock()
+			stall.Reset(c.writeTimeout)
+			c.inWrite.Store(true)
+			err := c.out.flushRest()
+			c.inWrite.Store(false)
+			stall.Stop()
+			last = time.Now()
+			if err != nil {
+				c.failed()
+				return
+			}
+			continue
+		}
 		if frames == 0 && !done {
 			c.parked = true
 			c.mu.Unlock()
@@ -340,6 +389,7 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 				continue
 			}
 			c.writing = false
+			c.lastWrite = last
 			c.wake, c.flushed = nil, nil
 			c.queue = nil // release the backing array
 			c.mu.Unlock()
@@ -381,13 +431,18 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 			delay = max(delay/2, c.writeDelay)
 		}
 		if err != nil {
-			c.Close(int(websocket.StatusGoingAway), "write failed")
-			c.stopPinger()
-			_ = c.ws.CloseNow()
-			c.closedDown()
+			c.failed()
 			return
 		}
 	}
+}
+
+// failed ends a connection whose socket failed a write.
+func (c *conn) failed() {
+	c.Close(int(websocket.StatusGoingAway), "write failed")
+	c.stopPinger()
+	_ = c.ws.CloseNow()
+	c.closedDown()
 }
 
 func (c *conn) stopPinger() {

@@ -3,6 +3,7 @@ package ws
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -146,6 +147,9 @@ func TestStalledWriteEnds(t *testing.T) {
 func TestWriterEndsWhenIdle(t *testing.T) {
 	ctx := t.Context()
 	client, cn := dialConn(t)
+	// Every frame through the writer: Send writes none itself (see
+	// TestQuietConnectionWritesInline).
+	cn.out.raw = nil
 	writing := func() bool {
 		cn.mu.Lock()
 		defer cn.mu.Unlock()
@@ -173,6 +177,113 @@ func TestWriterEndsWhenIdle(t *testing.T) {
 	cn.Send([]byte("again"))
 	if _, msg, err := client.Read(ctx); err != nil || string(msg) != "again" {
 		t.Fatalf("after the writer ended: %q, %v", msg, err)
+	}
+}
+
+// TestQuietConnectionWritesInline: Send writes a frame to a quiet
+// connection itself, starting no writer; a frame within the write delay of
+// that write is queued, and the writer it starts waits out the rest of the
+// delay, so that it carries what came meanwhile.
+func TestQuietConnectionWritesInline(t *testing.T) {
+	ctx := t.Context()
+	client, cn := dialConn(t)
+	var writes atomic.Int64
+	cn.writes = &writes
+	cn.writeDelay, cn.maxWriteDelay = 200*time.Millisecond, 200*time.Millisecond
+	writing := func() bool {
+		cn.mu.Lock()
+		defer cn.mu.Unlock()
+		return cn.writing
+	}
+	read := func(want string) {
+		t.Helper()
+		if _, msg, err := client.Read(ctx); err != nil || string(msg) != want {
+			t.Fatalf("got %q, %v; want %q", msg, err, want)
+		}
+	}
+	cn.Send([]byte("a"))
+	if writing() {
+		t.Fatal("a frame to a quiet connection started a writer")
+	}
+	read("a")
+	time.Sleep(cn.writeDelay + 50*time.Millisecond)
+	cn.Send([]byte("b"))
+	if writing() {
+		t.Fatal("a frame a write delay after the last started a writer")
+	}
+	read("b")
+	// Within the delay of "b": queued, for a writer that waits it out.
+	cn.Send([]byte("c"))
+	cn.Send([]byte("d"))
+	if !writing() {
+		t.Fatal("a frame within the write delay did not go to a writer")
+	}
+	read("c\nd")
+	// The writer counts its write once the call returns, maybe after the
+	// client read it.
+	for deadline := time.Now().Add(time.Second); writes.Load() < 3 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if n := writes.Load(); n != 3 {
+		t.Fatalf("%d writes, want 3", n)
+	}
+}
+
+// TestInlineWriteRest: a frame larger than the socket takes at once is
+// written in part by Send and the rest by the writer, before anything
+// else, and arrives whole.
+func TestInlineWriteRest(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	url, ready := serveConns(t, 10*time.Second, func(h *hijacker) {
+		_ = h.raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) })
+	})
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http"), &websocket.DialOptions{
+		HTTPClient: &http.Client{Transport: &http.Transport{DialContext: d.DialContext}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.CloseNow() })
+	client.SetReadLimit(-1)
+	cn := <-ready
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	writing := func() bool {
+		cn.mu.Lock()
+		defer cn.mu.Unlock()
+		return cn.writing
+	}
+	sendBig := func() {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); writing(); {
+			if time.Now().After(deadline) {
+				t.Fatal("the writer did not end")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cn.Send(big)
+		if !writing() {
+			t.Fatal("the socket took 1 MiB at once: the test needs smaller buffers")
+		}
+	}
+	readBig := func() {
+		t.Helper()
+		if _, msg, err := client.Read(ctx); err != nil || !bytes.Equal(msg, big) {
+			t.Fatalf("the big frame: %d bytes, %v", len(msg), err)
+		}
+	}
+	// Nothing after it: the writer Send started writes the rest.
+	sendBig()
+	readBig()
+	// A frame right after it goes after the rest.
+	sendBig()
+	cn.Send([]byte("after"))
+	readBig()
+	if _, msg, err := client.Read(ctx); err != nil || string(msg) != "after" {
+		t.Fatalf("after it: %q, %v", msg, err)
 	}
 }
 
@@ -258,6 +369,9 @@ func TestFlushSoonSharesWrites(t *testing.T) {
 	cn.Send([]byte("4"))
 	cn.Flush() // right after a write, but Flush does not wait
 	read("4", 250*time.Millisecond, start)
+	for deadline := time.Now().Add(time.Second); writes.Load() < 3 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if n := writes.Load(); n != 3 {
 		t.Fatalf("%d writes, want 3", n)
 	}

@@ -44,7 +44,7 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			h.raw = raw
 		}
 	}
-	h.out = &outbound{dst: conn}
+	h.out = &outbound{dst: conn, raw: h.raw}
 	return conn, bufio.NewReadWriter(h.br, bufio.NewWriterSize(h.out, 16)), nil
 }
 

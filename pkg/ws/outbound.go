@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -17,17 +18,24 @@ import (
 // (its locks, its writer state, its bufio buffer between us and the socket:
 // the library's is 16 bytes, so it passes most of a frame straight through).
 //
-// Frames must not interleave. Both writers write under mu, and outbound
+// A third writer is the sender of a frame to a quiet connection, which
+// tries to write it at once, without blocking (tryText), instead of waking
+// the connection's writer: if the socket takes only part of it, the rest
+// waits in rest and goes first whoever writes next.
+//
+// Frames must not interleave. Every writer writes under mu, and outbound
 // follows the library's frames through the pieces it writes: writeText
 // waits while a library frame is half written, and writes nothing after the
 // library's close frame.
 type outbound struct {
 	dst io.Writer
+	raw syscall.RawConn // the socket, for tryText; nil: it always declines
 
 	mu        sync.Mutex
-	frameLeft int   // bytes of the library's current frame not yet written to us
-	closeSent bool  // the library wrote a close frame
-	err       error // a write to dst failed: the socket is unusable
+	frameLeft int    // bytes of the library's current frame not yet written to us
+	closeSent bool   // the library wrote a close frame
+	rest      []byte // the end of a frame tryText could not write: next on the wire
+	err       error  // a write to dst failed: the socket is unusable
 }
 
 // headroom is the space a message kept in front of its payload for the
@@ -37,10 +45,16 @@ const headroom = 10
 // errCloseSent refuses a data message after the close frame.
 var errCloseSent = errors.New("websocket: close frame already sent")
 
+// errWouldBlock: the socket's send buffer is full.
+var errWouldBlock = errors.New("websocket: socket would block")
+
 // Write is the library's writer: pieces of its frames, passed on at once.
 func (o *outbound) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if err := o.writeRest(); err != nil {
+		return 0, err
+	}
 	if o.track(p) {
 		o.closeSent = true
 	}
@@ -95,6 +109,9 @@ func (o *outbound) writeText(msg []byte) error {
 		time.Sleep(100 * time.Microsecond)
 		o.mu.Lock()
 	}
+	if err := o.writeRest(); err != nil {
+		return err
+	}
 	switch {
 	case o.err != nil:
 		return o.err
@@ -107,6 +124,69 @@ func (o *outbound) writeText(msg []byte) error {
 		return err
 	}
 	return nil
+}
+
+// writeRest writes what tryText left, before anything else. Called with
+// o.mu held.
+func (o *outbound) writeRest() error {
+	if o.rest == nil || o.err != nil {
+		return o.err
+	}
+	_, err := o.dst.Write(o.rest)
+	o.rest = nil
+	if err != nil {
+		o.err = err
+	}
+	return err
+}
+
+// flushRest writes what tryText left, if anything; the connection's writer
+// calls it under its stall timer.
+func (o *outbound) flushRest() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.writeRest()
+}
+
+// hasRest says whether tryText left part of a frame unwritten.
+func (o *outbound) hasRest() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.rest != nil
+}
+
+// tryText writes payload as one final text frame if that needs no waiting:
+// not for another writer (the library or the connection's writer hold mu),
+// not for a half-written frame, not for the socket. It reports whether it
+// wrote any of it; if the socket took only part, the rest is kept (rest)
+// and the connection's writer must write it (partial).
+func (o *outbound) tryText(payload []byte) (wrote, partial bool) {
+	if o.raw == nil || !o.mu.TryLock() {
+		return false, false
+	}
+	defer o.mu.Unlock()
+	if o.frameLeft > 0 || o.closeSent || o.rest != nil || o.err != nil {
+		return false, false
+	}
+	bp := batchBuffers.Get().(*[]byte)
+	msg := append((*bp)[:0], make([]byte, headroom)...)
+	msg = append(msg, payload...)
+	frame := msg[headroom-putHeader(msg[:headroom], len(payload)):]
+	n, err := writeNow(o.raw, frame)
+	switch {
+	case n == len(frame):
+	case n > 0:
+		// The socket took part: its rest goes next, whoever writes.
+		o.rest = append([]byte(nil), frame[n:]...)
+		partial = true
+	case err != nil && err != errWouldBlock:
+		o.err = err
+	}
+	if cap(msg) <= 2*maxBatch {
+		*bp = msg[:0]
+		batchBuffers.Put(bp)
+	}
+	return n > 0, partial
 }
 
 // putHeader writes a final, unmasked text frame's header for a payload of n
