@@ -150,11 +150,7 @@ func TestWriterEndsWhenIdle(t *testing.T) {
 	// Every frame through the writer: Send writes none itself (see
 	// TestQuietConnectionWritesInline).
 	cn.out.raw = nil
-	writing := func() bool {
-		cn.mu.Lock()
-		defer cn.mu.Unlock()
-		return cn.writing
-	}
+	writing := cn.isWriting
 	// Frames every linger/5 for 3 lingers: one writer run throughout.
 	for i := 0; i < 15; i++ {
 		cn.Send([]byte(strconv.Itoa(i)))
@@ -190,11 +186,7 @@ func TestQuietConnectionWritesInline(t *testing.T) {
 	var writes atomic.Int64
 	cn.writes = &writes
 	cn.writeDelay, cn.maxWriteDelay = 200*time.Millisecond, 200*time.Millisecond
-	writing := func() bool {
-		cn.mu.Lock()
-		defer cn.mu.Unlock()
-		return cn.writing
-	}
+	writing := cn.isWriting
 	read := func(want string) {
 		t.Helper()
 		if _, msg, err := client.Read(ctx); err != nil || string(msg) != want {
@@ -219,14 +211,7 @@ func TestQuietConnectionWritesInline(t *testing.T) {
 		t.Fatal("a frame within the write delay did not go to a writer")
 	}
 	read("c\nd")
-	// The writer counts its write once the call returns, maybe after the
-	// client read it.
-	for deadline := time.Now().Add(time.Second); writes.Load() < 3 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
-	if n := writes.Load(); n != 3 {
-		t.Fatalf("%d writes, want 3", n)
-	}
+	wantWrites(t, &writes, 3)
 }
 
 // TestInlineWriteRest: a frame larger than the socket takes at once is
@@ -251,11 +236,7 @@ func TestInlineWriteRest(t *testing.T) {
 	client.SetReadLimit(-1)
 	cn := <-ready
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-	writing := func() bool {
-		cn.mu.Lock()
-		defer cn.mu.Unlock()
-		return cn.writing
-	}
+	writing := cn.isWriting
 	sendBig := func() {
 		t.Helper()
 		for deadline := time.Now().Add(5 * time.Second); writing(); {
@@ -369,10 +350,24 @@ func TestFlushSoonSharesWrites(t *testing.T) {
 	cn.Send([]byte("4"))
 	cn.Flush() // right after a write, but Flush does not wait
 	read("4", 250*time.Millisecond, start)
-	for deadline := time.Now().Add(time.Second); writes.Load() < 3 && time.Now().Before(deadline); {
+	wantWrites(t, &writes, 3)
+}
+
+// isWriting reports whether a writer runs.
+func (c *conn) isWriting() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writing
+}
+
+// wantWrites fails unless writes reaches want, and stays there: a writer
+// counts its write once the call returns, maybe after the client read it.
+func wantWrites(t *testing.T, writes *atomic.Int64, want int64) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Second); writes.Load() < want && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
-	if n := writes.Load(); n != 3 {
-		t.Fatalf("%d writes, want 3", n)
+	if n := writes.Load(); n != want {
+		t.Fatalf("%d writes, want %d", n, want)
 	}
 }
