@@ -11,7 +11,9 @@ import (
 
 // conn is one WebSocket connection's outgoing side: a bounded queue drained
 // by a writer goroutine that packs pending frames into one message. A frame
-// to a quiet connection skips both: Send writes it itself (see Send).
+// to a quiet connection skips both: Send writes it itself (see Send). While
+// a busy connection waits out its write delay, the server's pacer holds it
+// instead of its writer, and writes its next batch (see pacer).
 //
 // An idle connection holds neither a writer goroutine nor queue memory: a
 // writer starts when frames arrive and ends when the queue has stayed empty
@@ -29,6 +31,7 @@ type conn struct {
 	onClosed     func()        // called once the writer has closed the connection
 	writes       *atomic.Int64 // counts the messages written, if set
 
+	pacer         *pacer        // writes for a busy connection between its writer's runs; nil: the writer waits out its delays itself
 	writeDelay    time.Duration // least time between two writes at first; see Config.WriteDelay
 	maxWriteDelay time.Duration // how far the delay grows while frames pile up
 	ackDelay      time.Duration // how long after the last write FlushSoon may hold a reply; see Config.AckDelay
@@ -41,6 +44,16 @@ type conn struct {
 	// writes again only a write delay later, and a writer started sooner
 	// counts its delay from there.
 	lastWrite time.Time
+	delay     time.Duration // the write delay, as the writer or the pacer adapted it (0: writeDelay)
+	// While the pacer holds the connection (paced), no writer runs but
+	// writing stays set: the pacer writes the queue at due.
+	paced bool
+	due   time.Time
+	// pending is a message the pacer took from the queue but the socket
+	// would not take at once: the writer it starts writes it first.
+	pending       []byte
+	pendingBuf    *[]byte
+	pendingFrames int
 	// The writer's signals exist while a writer runs (nil otherwise), so
 	// that an idle connection holds none.
 	wake    chan struct{} // one token: frames arrived while the writer lingers
@@ -128,19 +141,25 @@ func (c *conn) Send(frame []byte) bool {
 // anyway: it needs no token (a send on its channel for every frame of a busy
 // connection cost as much as queueing it). Called with c.mu held.
 func (c *conn) kick() {
-	if !c.writing {
-		c.writing = true
-		c.wake, c.flushed = make(chan struct{}, 1), make(chan struct{}, 1)
-		go c.write(c.wake, c.flushed)
-		return
-	}
-	if c.parked {
+	switch {
+	case !c.writing:
+		c.startWriter()
+	case c.paced:
+		// The pacer writes the queue when the delay ends.
+	case c.parked:
 		c.parked = false
 		select {
 		case c.wake <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// startWriter starts a writer goroutine. Called with c.mu held.
+func (c *conn) startWriter() {
+	c.writing = true
+	c.wake, c.flushed = make(chan struct{}, 1), make(chan struct{}, 1)
+	go c.write(c.wake, c.flushed)
 }
 
 // linger is how long a writer waits for more frames before it ends: a busy
@@ -187,6 +206,10 @@ func (c *conn) Flush() {
 		return
 	}
 	c.urgent = true
+	if c.paced {
+		c.pace(time.Now())
+		return
+	}
 	c.signalFlushed()
 }
 
@@ -206,6 +229,16 @@ func (c *conn) FlushSoon() {
 		return // the writer already holds for an earlier reply
 	}
 	c.soon = true
+	if c.paced {
+		at := c.lastWrite.Add(c.ackDelay)
+		if c.urgent {
+			at = time.Now()
+		}
+		if at.Before(c.due) {
+			c.pace(at)
+		}
+		return
+	}
 	c.signalFlushed()
 }
 
@@ -235,7 +268,11 @@ func (c *conn) Close(code int, reason string) {
 		if c.stall != nil && c.inWrite.Load() && c.writeTimeout > closeFlush {
 			c.stall.Reset(closeFlush)
 		}
-		c.kick()
+		if c.paced {
+			c.pace(time.Now())
+		} else {
+			c.kick()
+		}
 	}
 }
 
@@ -303,13 +340,38 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 	c.mu.Lock()
 	c.stall = stall
 	last := c.lastWrite // when the connection last wrote: this writer counts its delay from there
+	delay := c.delay
+	if delay <= 0 {
+		delay = c.writeDelay
+	}
+	pending, pendingBuf, pendingFrames := c.pending, c.pendingBuf, c.pendingFrames
+	c.pending, c.pendingBuf, c.pendingFrames = nil, nil, 0
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		c.stall = nil
+		if c.stall == stall { // not a writer the pacer started since
+			c.stall = nil
+		}
 		c.mu.Unlock()
 	}()
-	delay := c.writeDelay
+	if pending != nil {
+		// The pacer's batch, which the socket would not take at once.
+		bp, buf = pendingBuf, pending
+		stall.Reset(c.writeTimeout)
+		c.inWrite.Store(true)
+		err := c.writeMessage(buf)
+		c.inWrite.Store(false)
+		stall.Stop()
+		release()
+		if c.writes != nil {
+			c.writes.Add(1)
+		}
+		last, delay = time.Now(), nextDelay(delay, pendingFrames, c.writeDelay, c.maxWriteDelay)
+		if err != nil {
+			c.failed()
+			return
+		}
+	}
 	var wait *time.Timer // the write delay's, made on first use
 	for {
 		// Let frames gather for the delay since the last write, unless a
@@ -326,10 +388,22 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 				d = min(d, c.ackDelay-since)
 			}
 			now, quiet := c.urgent || c.isDone, len(c.queue) == 0 && delay == c.writeDelay
-			c.mu.Unlock()
 			if d <= 0 || now || quiet {
+				c.mu.Unlock()
 				break
 			}
+			if c.pacer != nil && c.out != nil && c.out.raw != nil && !c.out.hasRest() {
+				// The pacer writes the queue when the delay ends: no
+				// goroutine and timer of this connection's wait for it.
+				// (Not the rest of a frame: that is this writer's.)
+				c.lastWrite, c.delay = last, delay
+				if c.pace(time.Now().Add(d)) {
+					c.wake, c.flushed = nil, nil
+					c.mu.Unlock()
+					return
+				}
+			}
+			c.mu.Unlock()
 			if wait == nil {
 				wait = time.NewTimer(d)
 				defer wait.Stop()
@@ -389,7 +463,7 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 				continue
 			}
 			c.writing = false
-			c.lastWrite = last
+			c.lastWrite, c.delay = last, 0
 			c.wake, c.flushed = nil, nil
 			c.queue = nil // release the backing array
 			c.mu.Unlock()
@@ -416,24 +490,114 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 		if c.writes != nil {
 			c.writes.Add(1)
 		}
-		last = time.Now()
-		// Adapt the delay: a write that carries more than one frame (they
-		// came faster than the delay: a busy room) doubles it, up to
-		// maxWriteDelay, so each write carries more; a write of a single
-		// frame halves it back, so a quiet connection gets its frames at
-		// once. (Doubling only at 4 frames, a room at 640 messages a second
-		// kept its 2 ms delay, ~1.3 frames a write, until the node fell
-		// behind: every busy fan-out began with a backlog.)
-		switch {
-		case frames >= 2:
-			delay = min(max(2*delay, time.Millisecond), c.maxWriteDelay)
-		case frames == 1:
-			delay = max(delay/2, c.writeDelay)
-		}
+		last, delay = time.Now(), nextDelay(delay, frames, c.writeDelay, c.maxWriteDelay)
 		if err != nil {
 			c.failed()
 			return
 		}
+	}
+}
+
+// nextDelay adapts the write delay after a write of frames: a write that
+// carries more than one frame (they came faster than the delay: a busy
+// room) doubles it, up to most, so each write carries more; a write of a
+// single frame halves it back, down to least, so a quiet connection gets
+// its frames at once. (Doubling only at 4 frames, a room at 640 messages a
+// second kept its 2 ms delay, ~1.3 frames a write, until the node fell
+// behind: every busy fan-out began with a backlog.)
+func nextDelay(delay time.Duration, frames int, least, most time.Duration) time.Duration {
+	switch {
+	case frames >= 2:
+		return min(max(2*delay, time.Millisecond), most)
+	case frames == 1:
+		return max(delay/2, least)
+	}
+	return delay
+}
+
+// pace hands the connection's writes to the pacer until at; false if the
+// pacer is closed. Called with c.mu held, by the connection's writer or
+// the pacer (writing is set).
+func (c *conn) pace(at time.Time) bool {
+	c.paced, c.due = true, at
+	if c.pacer.add(c, at) {
+		return true
+	}
+	c.paced, c.due = false, time.Time{}
+	return false
+}
+
+// pacedWrite is the pacer's turn that was due at at: it writes what is
+// queued with a call that never waits, and hands the connection back to the
+// pacer for the next write, or to a writer goroutine for what may wait (a
+// full socket, a close), or lets it go quiet if nothing came.
+func (c *conn) pacedWrite(at time.Time) {
+	c.mu.Lock()
+	if !c.paced || !c.due.Equal(at) {
+		c.mu.Unlock()
+		return // moved sooner, and that turn came first
+	}
+	c.paced, c.due = false, time.Time{}
+	if c.isDone {
+		c.startWriter() // the close, with its last frames
+		c.mu.Unlock()
+		return
+	}
+	bp := batchBuffers.Get().(*[]byte)
+	c.urgent, c.soon = false, false
+	buf, frames := c.take((*bp)[:headroom])
+	if frames == 0 {
+		// Nothing came during the delay: the connection is quiet.
+		c.writing, c.delay = false, 0
+		c.queue = nil
+		c.mu.Unlock()
+		*bp = buf[:0]
+		batchBuffers.Put(bp)
+		return
+	}
+	c.mu.Unlock()
+	wrote, partial := c.out.tryMessage(buf)
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !wrote {
+		// The socket is full, or another writer is at it: a writer
+		// goroutine writes the batch, waiting as long as it may.
+		c.pending, c.pendingBuf, c.pendingFrames = buf, bp, frames
+		c.startWriter()
+		return
+	}
+	if cap(buf) <= 2*maxBatch {
+		*bp = buf[:0]
+		batchBuffers.Put(bp)
+	}
+	if c.writes != nil {
+		c.writes.Add(1)
+	}
+	c.lastWrite = now
+	c.delay = nextDelay(max(c.delay, c.writeDelay), frames, c.writeDelay, c.maxWriteDelay)
+	next := now.Add(c.delay)
+	switch {
+	case partial || c.isDone:
+		c.startWriter() // the rest of the frame, or the close
+		return
+	case c.urgent:
+		next = now
+	case c.soon && c.ackDelay < c.delay:
+		next = now.Add(c.ackDelay)
+	}
+	if !c.pace(next) {
+		c.startWriter()
+	}
+}
+
+// unpace gives a connection the closing pacer held (due at at) a writer.
+func (c *conn) unpace(at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.paced && c.due.Equal(at) {
+		c.paced, c.due = false, time.Time{}
+		c.startWriter()
 	}
 }
 

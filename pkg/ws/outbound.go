@@ -155,12 +155,29 @@ func (o *outbound) hasRest() bool {
 	return o.rest != nil
 }
 
-// tryText writes payload as one final text frame if that needs no waiting:
-// not for another writer (the library or the connection's writer hold mu),
-// not for a half-written frame, not for the socket. It reports whether it
-// wrote any of it; if the socket took only part, the rest is kept (rest)
-// and the connection's writer must write it (partial).
+// tryText writes payload as one final text frame if that needs no waiting
+// (see tryMessage).
 func (o *outbound) tryText(payload []byte) (wrote, partial bool) {
+	if o.raw == nil {
+		return false, false
+	}
+	bp := batchBuffers.Get().(*[]byte)
+	msg := append(append((*bp)[:0], make([]byte, headroom)...), payload...)
+	wrote, partial = o.tryMessage(msg)
+	if cap(msg) <= 2*maxBatch {
+		*bp = msg[:0]
+		batchBuffers.Put(bp)
+	}
+	return wrote, partial
+}
+
+// tryMessage writes msg[headroom:] as one final text frame, as writeText
+// does, if that needs no waiting: not for another writer (the library or a
+// connection's writer hold mu), not for a half-written frame, not for the
+// socket. It reports whether it wrote any of it; if the socket took only
+// part, the rest is kept (rest), and the connection's writer must write it
+// (partial).
+func (o *outbound) tryMessage(msg []byte) (wrote, partial bool) {
 	if o.raw == nil || !o.mu.TryLock() {
 		return false, false
 	}
@@ -168,10 +185,7 @@ func (o *outbound) tryText(payload []byte) (wrote, partial bool) {
 	if o.frameLeft > 0 || o.closeSent || o.rest != nil || o.err != nil {
 		return false, false
 	}
-	bp := batchBuffers.Get().(*[]byte)
-	msg := append((*bp)[:0], make([]byte, headroom)...)
-	msg = append(msg, payload...)
-	frame := msg[headroom-putHeader(msg[:headroom], len(payload)):]
+	frame := msg[headroom-putHeader(msg[:headroom], len(msg)-headroom):]
 	n, err := writeNow(o.raw, frame)
 	switch {
 	case n == len(frame):
@@ -181,10 +195,6 @@ func (o *outbound) tryText(payload []byte) (wrote, partial bool) {
 		partial = true
 	case err != nil && err != errWouldBlock:
 		o.err = err
-	}
-	if cap(msg) <= 2*maxBatch {
-		*bp = msg[:0]
-		batchBuffers.Put(bp)
 	}
 	return n > 0, partial
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -83,13 +84,15 @@ func (c *Config) defaults() {
 
 // Server serves one node over HTTP.
 type Server struct {
-	cfg    Config
-	node   *node.Node
-	tokens *auth.Tokens
-	logger *slog.Logger
-	echo   *echo.Echo
-	idler  *idler       // nil: readers of idle connections stay in the library
-	writes atomic.Int64 // WebSocket messages written by connections' writers
+	cfg       Config
+	node      *node.Node
+	tokens    *auth.Tokens
+	logger    *slog.Logger
+	echo      *echo.Echo
+	idler     *idler   // nil: readers of idle connections stay in the library
+	pacers    []*pacer // write busy connections' batches between their writers' runs, one per core
+	nextPacer atomic.Uint32
+	writes    atomic.Int64 // WebSocket messages written by connections' writers
 }
 
 // New returns the HTTP handler of a node.
@@ -99,6 +102,9 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, node: n, tokens: tokens, logger: logger, idler: newIdler()}
+	for range runtime.GOMAXPROCS(0) {
+		s.pacers = append(s.pacers, newPacer())
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.httpError
@@ -143,7 +149,12 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 
 // Close releases what the server holds beyond its connections (the idler's
 // epoll set). Call it after the node has closed its sessions.
-func (s *Server) Close() { s.idler.close() }
+func (s *Server) Close() {
+	s.idler.close()
+	for _, p := range s.pacers {
+		p.close()
+	}
+}
 
 // Echo exposes the router so other packages (the web client) can mount routes.
 func (s *Server) Echo() *echo.Echo { return s.echo }
@@ -221,6 +232,7 @@ func (r *reader) run() {
 	r.cn = newConn(r.ws, r.out, r.s.cfg.QueueSize, r.s.cfg.WriteTimeout, r.s.cfg.PingInterval, chat.CloseNoPong)
 	r.cn.writeDelay, r.cn.maxWriteDelay, r.cn.ackDelay = r.s.cfg.WriteDelay, r.s.cfg.MaxWriteDelay, r.s.cfg.AckDelay
 	r.cn.writes = &r.s.writes
+	r.cn.pacer = r.s.pacers[int(r.s.nextPacer.Add(1))%len(r.s.pacers)]
 	if r.s.idler != nil {
 		r.cn.onClosed = func() { r.s.idler.wake(r) }
 	}
