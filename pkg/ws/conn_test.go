@@ -181,18 +181,12 @@ func TestWriterEndsWhenIdle(t *testing.T) {
 // that write is queued, and the writer it starts waits out the rest of the
 // delay, so that it carries what came meanwhile.
 func TestQuietConnectionWritesInline(t *testing.T) {
-	ctx := t.Context()
 	client, cn := dialConn(t)
 	var writes atomic.Int64
 	cn.writes = &writes
 	cn.writeDelay, cn.maxWriteDelay = 200*time.Millisecond, 200*time.Millisecond
 	writing := cn.isWriting
-	read := func(want string) {
-		t.Helper()
-		if _, msg, err := client.Read(ctx); err != nil || string(msg) != want {
-			t.Fatalf("got %q, %v; want %q", msg, err, want)
-		}
-	}
+	read := func(want string) { t.Helper(); readMsg(t, client, want) }
 	cn.Send([]byte("a"))
 	if writing() {
 		t.Fatal("a frame to a quiet connection started a writer")
@@ -276,7 +270,6 @@ func TestInlineWriteRest(t *testing.T) {
 // connection (TestWriterEndsWhenIdle) still gets each frame in its own
 // message.
 func TestWriteDelayGrowsOnABusyConnection(t *testing.T) {
-	ctx := t.Context()
 	client, cn := dialConn(t)
 	var writes atomic.Int64
 	cn.writes = &writes
@@ -290,18 +283,7 @@ func TestWriteDelayGrowsOnABusyConnection(t *testing.T) {
 			<-tick.C
 		}
 	}()
-	for got := 0; got < frames; {
-		_, msg, err := client.Read(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(string(msg), "\n") {
-			if line != strconv.Itoa(got) {
-				t.Fatalf("frame %d: got %q", got, line)
-			}
-			got++
-		}
-	}
+	readInOrder(t, client, frames)
 	// About 400 ms of frames: a few writes while the delay grows, then one
 	// every 50 ms. Stuck at 2 ms it would be about 200.
 	if n := writes.Load(); n > frames/8 {
@@ -353,11 +335,40 @@ func TestFlushSoonSharesWrites(t *testing.T) {
 	wantWrites(t, &writes, 3)
 }
 
-// isWriting reports whether a writer runs.
+// isWriting reports whether a writer or the pacer holds the connection.
 func (c *conn) isWriting() bool {
+	writing, _ := c.holders()
+	return writing
+}
+
+// isPaced reports whether the pacer holds the connection.
+func (c *conn) isPaced() bool {
+	_, paced := c.holders()
+	return paced
+}
+
+func (c *conn) holders() (writing, paced bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.writing
+	return c.writing, c.paced
+}
+
+// readInOrder reads messages until it has frames lines, which must be 0,
+// 1, 2 and so on.
+func readInOrder(t *testing.T, client *websocket.Conn, frames int) {
+	t.Helper()
+	for got := 0; got < frames; {
+		_, msg, err := client.Read(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(msg), "\n") {
+			if line != strconv.Itoa(got) {
+				t.Fatalf("frame %d: got %q", got, line)
+			}
+			got++
+		}
+	}
 }
 
 // wantWrites fails unless writes reaches want, and stays there: a writer

@@ -35,12 +35,6 @@ func pacedConn(t *testing.T, delay time.Duration) (*websocket.Conn, *conn, *pace
 	return client, cn, p
 }
 
-func (c *conn) isPaced() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.paced
-}
-
 // readMsg reads one message and fails unless it is want.
 func readMsg(t *testing.T, client *websocket.Conn, want string) {
 	t.Helper()
@@ -102,18 +96,7 @@ func TestPacerKeepsABusyConnection(t *testing.T) {
 			<-tick.C
 		}
 	}()
-	for got := 0; got < frames; {
-		_, msg, err := client.Read(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(string(msg), "\n") {
-			if line != strconv.Itoa(got) {
-				t.Fatalf("frame %d: got %q", got, line)
-			}
-			got++
-		}
-	}
+	readInOrder(t, client, frames)
 	if !pacedSeen.Load() {
 		t.Fatal("the busy connection was never paced")
 	}
