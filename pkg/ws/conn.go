@@ -357,15 +357,8 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 	if pending != nil {
 		// The pacer's batch, which the socket would not take at once.
 		bp, buf = pendingBuf, pending
-		stall.Reset(c.writeTimeout)
-		c.inWrite.Store(true)
-		err := c.writeMessage(buf)
-		c.inWrite.Store(false)
-		stall.Stop()
+		err := c.timedWrite(stall, buf)
 		release()
-		if c.writes != nil {
-			c.writes.Add(1)
-		}
 		last, delay = time.Now(), nextDelay(delay, pendingFrames, c.writeDelay, c.maxWriteDelay)
 		if err != nil {
 			c.failed()
@@ -482,20 +475,27 @@ func (c *conn) write(wake, flushed <-chan struct{}) {
 			c.closedDown()
 			return
 		}
-		stall.Reset(c.writeTimeout)
-		c.inWrite.Store(true)
-		err := c.writeMessage(buf)
-		c.inWrite.Store(false)
-		stall.Stop()
-		if c.writes != nil {
-			c.writes.Add(1)
-		}
+		err := c.timedWrite(stall, buf)
 		last, delay = time.Now(), nextDelay(delay, frames, c.writeDelay, c.maxWriteDelay)
 		if err != nil {
 			c.failed()
 			return
 		}
 	}
+}
+
+// timedWrite writes msg under the writer's stall timer, as a write in
+// progress (which Close cuts short), and counts it.
+func (c *conn) timedWrite(stall *time.Timer, msg []byte) error {
+	stall.Reset(c.writeTimeout)
+	c.inWrite.Store(true)
+	err := c.writeMessage(msg)
+	c.inWrite.Store(false)
+	stall.Stop()
+	if c.writes != nil {
+		c.writes.Add(1)
+	}
+	return err
 }
 
 // nextDelay adapts the write delay after a write of frames: a write that

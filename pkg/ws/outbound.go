@@ -18,10 +18,10 @@ import (
 // (its locks, its writer state, its bufio buffer between us and the socket:
 // the library's is 16 bytes, so it passes most of a frame straight through).
 //
-// A third writer is the sender of a frame to a quiet connection, which
-// tries to write it at once, without blocking (tryText), instead of waking
-// the connection's writer: if the socket takes only part of it, the rest
-// waits in rest and goes first whoever writes next.
+// Writers that must not wait come third: the sender of a frame to a quiet
+// connection (tryText) and the pacer (tryMessage) write only if the lock is
+// free and the socket takes the bytes at once; if it takes only part, the
+// rest waits in rest and goes first, whoever writes next.
 //
 // Frames must not interleave. Every writer writes under mu, and outbound
 // follows the library's frames through the pieces it writes: writeText

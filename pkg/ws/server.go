@@ -92,7 +92,7 @@ type Server struct {
 	idler     *idler   // nil: readers of idle connections stay in the library
 	pacers    []*pacer // write busy connections' batches between their writers' runs, one per core
 	nextPacer atomic.Uint32
-	writes    atomic.Int64 // WebSocket messages written by connections' writers
+	writes    atomic.Int64 // WebSocket data messages written (by writers, senders and pacers)
 }
 
 // New returns the HTTP handler of a node.
@@ -148,7 +148,8 @@ func New(cfg Config, n *node.Node, tokens *auth.Tokens, logger *slog.Logger) *Se
 }
 
 // Close releases what the server holds beyond its connections (the idler's
-// epoll set). Call it after the node has closed its sessions.
+// epoll set, the pacers' goroutines). Call it after the node has closed its
+// sessions.
 func (s *Server) Close() {
 	s.idler.close()
 	for _, p := range s.pacers {
