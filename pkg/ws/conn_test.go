@@ -214,21 +214,7 @@ func TestQuietConnectionWritesInline(t *testing.T) {
 func TestInlineWriteRest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	url, ready := serveConns(t, 10*time.Second, func(h *hijacker) {
-		_ = h.raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) })
-	})
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http"), &websocket.DialOptions{
-		HTTPClient: &http.Client{Transport: &http.Transport{DialContext: d.DialContext}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.CloseNow() })
-	client.SetReadLimit(-1)
-	cn := <-ready
+	client, cn := smallBufferConn(t)
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	writing := cn.isWriting
 	sendBig := func() {
@@ -333,6 +319,27 @@ func TestFlushSoonSharesWrites(t *testing.T) {
 	cn.Flush() // right after a write, but Flush does not wait
 	read("4", 250*time.Millisecond, start)
 	wantWrites(t, &writes, 3)
+}
+
+// smallBufferConn is dialConn with small socket buffers on both sides, so
+// that a big frame does not fit at once; the client reads everything.
+func smallBufferConn(t *testing.T) (*websocket.Conn, *conn) {
+	t.Helper()
+	url, ready := serveConns(t, 10*time.Second, func(h *hijacker) {
+		_ = h.raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) })
+	})
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	client, _, err := websocket.Dial(t.Context(), "ws"+strings.TrimPrefix(url, "http"), &websocket.DialOptions{
+		HTTPClient: &http.Client{Transport: &http.Transport{DialContext: d.DialContext}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.CloseNow() })
+	client.SetReadLimit(-1)
+	return client, <-ready
 }
 
 // isWriting reports whether a writer or the pacer holds the connection.

@@ -19,6 +19,12 @@ import (
 func pacedConn(t *testing.T, delay time.Duration) (*websocket.Conn, *conn, *pacer) {
 	t.Helper()
 	client, cn := dialConn(t)
+	return client, cn, toPacer(t, cn, delay)
+}
+
+// toPacer brings cn to a pacer of its own, as pacedConn does.
+func toPacer(t *testing.T, cn *conn, delay time.Duration) *pacer {
+	t.Helper()
 	p := newPacer()
 	t.Cleanup(p.close)
 	cn.mu.Lock()
@@ -32,7 +38,7 @@ func pacedConn(t *testing.T, delay time.Duration) (*websocket.Conn, *conn, *pace
 			t.Fatal("the writer did not hand the connection to the pacer")
 		}
 	}
-	return client, cn, p
+	return p
 }
 
 // readMsg reads one message and fails unless it is want.
@@ -166,6 +172,28 @@ func TestPacerClosed(t *testing.T) {
 	if strings.Join(got, ",") != "2,3" {
 		t.Fatalf("got %q, want 2, 3", got)
 	}
+}
+
+// TestPacedWriteRest: a batch bigger than the socket takes at once is
+// written in part by the pacer, and the rest by the writer it starts, before
+// anything else; it arrives whole.
+func TestPacedWriteRest(t *testing.T) {
+	client, cn := smallBufferConn(t)
+	toPacer(t, cn, 300*time.Millisecond)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	cn.Send(big)                                           // queued behind "1" until the pacer's turn
+	if !cn.isPaced() {
+		t.Fatal("the connection left the pacer before its turn")
+	}
+	readMsg(t, client, "0")
+	readMsg(t, client, "1") // a batch holds at most maxBatch: the big one goes next
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, msg, err := client.Read(ctx); err != nil || !bytes.Equal(msg, big) {
+		t.Fatalf("the big frame: %d bytes, %v", len(msg), err)
+	}
+	cn.Send([]byte("after"))
+	readMsg(t, client, "after")
 }
 
 // TestPacedStalledPeer: when the socket of a paced connection is full, the
